@@ -1,0 +1,106 @@
+"""Loading word vectors in each format, clear errors for bad files, neighbours, offline training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors
+
+from tinybert_core.augment import (
+    VectorNeighbours,
+    WordVectorError,
+    detect_format,
+    load_word_vectors,
+    train_word_vectors,
+)
+
+GLOVE_ROWS = 60
+
+
+@pytest.fixture()
+def glove_slice(shared_data: Path, tmp_path: Path) -> Path:
+    """The first rows of the real 50d GloVe file."""
+    lines = (shared_data / "glove" / "glove.6B.50d.top2446.txt").read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "slice.txt"
+    path.write_text("\n".join(lines[:GLOVE_ROWS]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_glove_word2vec_text_and_binary_load_the_same_vectors(glove_slice: Path, tmp_path: Path) -> None:
+    glove = load_word_vectors(glove_slice)
+    assert detect_format(glove_slice) == "glove"
+    assert len(glove) == GLOVE_ROWS and glove.vector_size == 50 and glove.index_to_key[0] == "the"
+    for name, binary in (("vectors.txt", False), ("vectors.bin", True)):
+        path = tmp_path / name
+        glove.save_word2vec_format(str(path), binary=binary)
+        loaded = load_word_vectors(path)
+        assert detect_format(path) == ("word2vec_binary" if binary else "word2vec")
+        assert loaded.index_to_key == glove.index_to_key
+        np.testing.assert_allclose(loaded.vectors, glove.vectors, rtol=1e-6)
+    assert len(load_word_vectors(glove_slice, format="glove", limit=10)) == 10
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        ("the 0.1 0.2 0.3\nfilm 0.4 0.5\nmovie 0.1 0.1 0.1\n", "line 2: 2 numbers after the word, expected 3"),
+        ("the 0.1 0.2 0.3\nfilm 0.4 abc 0.6\n", "line 2: non-numeric value 'abc'"),
+        ("2 3\nthe 0.1 0.2 0.3\nfilm 0.4 0.5 0.6 0.7\n", "line 3: 4 numbers after the word, expected 3"),
+    ],
+    ids=["empty", "ragged", "non-numeric", "word2vec-ragged"],
+)
+def test_bad_vector_files_name_the_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad_vectors.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(WordVectorError, match=message) as caught:
+        load_word_vectors(path)
+    assert "bad_vectors.txt" in str(caught.value)
+
+
+def test_missing_vector_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WordVectorError, match=r"not found: .*nowhere\.txt"):
+        load_word_vectors(tmp_path / "nowhere.txt")
+
+
+def test_neighbours_are_the_keyed_vectors_nearest_words(word_vectors: KeyedVectors) -> None:
+    neighbours = VectorNeighbours(word_vectors, k=15, batch_size=3)
+    words = ["film", "lawmakers", "Spokeswoman", "notaword"]
+    found = neighbours.neighbours(words)
+    for word, candidates in zip(words[:3], found, strict=False):
+        # gensim's answer over the whole vocabulary, minus what may not replace a word: non-alphabetic
+        # entries and the word itself.
+        expected = [w for w, _ in word_vectors.most_similar(word.lower(), topn=200) if w.isalpha()][:15]
+        assert sorted(candidates) == sorted(expected)
+        assert candidates == tuple(sorted(candidates, key=neighbours.words.index))  # vocabulary order
+    assert found[3] == ()
+    # The same sets whatever the batch: one word per product, or all at once.
+    assert VectorNeighbours(word_vectors, k=15, batch_size=1).neighbours(words) == found
+
+
+def test_trained_vectors_are_deterministic_across_processes(sst2_sentences: list[str]) -> None:
+    texts = sst2_sentences[:200]
+    first = train_word_vectors(texts, vector_size=16, epochs=2, seed=3)
+    again = train_word_vectors(texts, vector_size=16, epochs=2, seed=3)
+    other = train_word_vectors(texts, vector_size=16, epochs=2, seed=4)
+    assert first.index_to_key == again.index_to_key
+    np.testing.assert_array_equal(first.vectors, again.vectors)
+    assert not np.array_equal(first.vectors, other.vectors)
+    # A fresh interpreter with another string-hash seed trains the same vectors.
+    code = (
+        "import sys, numpy as np\n"
+        "from tinybert_core.augment import train_word_vectors\n"
+        "texts = sys.stdin.read().split('\\n')\n"
+        "kv = train_word_vectors(texts, vector_size=16, epochs=2, seed=3)\n"
+        "sys.stdout.write(repr(float(np.abs(kv.vectors).sum())) + ' ' + kv.index_to_key[5])\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], input="\n".join(texts), capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout == f"{float(np.abs(first.vectors).sum())!r} {first.index_to_key[5]}"

@@ -1,0 +1,160 @@
+"""The training loop in all four modes, exact resume, gradient accumulation and checkpoint errors."""
+
+import json
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import BertConfig
+
+from tinybert_core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from tinybert_core.distiller import TrainConfig, linear_schedule, train
+from tinybert_core.layer_map import build_layer_map
+from tinybert_core.losses import Projections
+from tinybert_core.models import StudentShape, build_student
+from tinybert_core.objectives import DistillationObjective, teacher_intermediates
+
+VOCAB = 100
+TEACHER_CONFIG = BertConfig(vocab_size=VOCAB, hidden_size=48, num_hidden_layers=4, num_attention_heads=4, intermediate_size=96)
+LABELS = ["a", "b"]
+
+
+def make_teacher(head="classification"):
+    return build_student(StudentShape(4, 48, 96, 4), TEACHER_CONFIG, head=head, labels=LABELS, seed=0)
+
+
+def make_student(head="classification", dropout=0.1, seed=1):
+    return build_student(StudentShape(2, 32, 64, 4, dropout=dropout), TEACHER_CONFIG, head=head, labels=LABELS, seed=seed)
+
+
+def make_dataset(n=48, seed=0, max_len=16):
+    """Random token sequences of varied length; label = whether token 7 occurs (learnable)."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        length = int(torch.randint(4, max_len, (1,), generator=g))
+        ids = torch.randint(5, VOCAB, (length,), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": int(7 in ids)})
+    return Dataset.from_list(rows)
+
+
+def objective_for(mode, student, teacher):
+    if mode in ("general", "task_intermediate"):
+        layer_map = build_layer_map(student.config, teacher.config)
+        return DistillationObjective(student, mode, layer_map, Projections(32, 48))
+    return DistillationObjective(student, mode, temperature=2.0)
+
+
+def mean_loss(objective, teacher, dataset):
+    from tinybert_core.batching import pad_batch
+
+    objective.eval()
+    with torch.no_grad():
+        batch = pad_batch([dataset[i] for i in range(len(dataset))])
+        return objective(batch, teacher_intermediates(teacher, objective, batch))["loss"].item()
+
+
+@pytest.mark.parametrize("mode", ["general", "finetune", "task_intermediate", "task_prediction"])
+def test_each_mode_lowers_its_loss(mode, tmp_path):
+    head = "none" if mode == "general" else "classification"
+    teacher = make_teacher(head).eval() if mode != "finetune" else None
+    if mode == "task_prediction":
+        with torch.no_grad():  # a confident teacher, so soft cross-entropy has room to fall
+            teacher.classifier.weight.mul_(200.0)
+    student = make_teacher(head) if mode == "finetune" else make_student(head)
+    objective = objective_for(mode, student, teacher)
+    data = make_dataset()
+    before = mean_loss(objective, teacher, data)
+    config = TrainConfig(num_epochs=8, batch_size=8, learning_rate=2e-3, warmup_proportion=0.1, save_every=0)
+    result = train(objective, data, config, tmp_path, teacher=teacher)
+    after = mean_loss(objective, teacher, data)
+    assert after < 0.8 * before, (before, after)
+    assert result.state.step == 8 * 6
+    records = [json.loads(line) for line in result.log_path.read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 49))  # one record per optimizer step
+    if teacher is not None:
+        assert not teacher.training and all(p.grad is None for p in teacher.parameters())
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    lrs = [linear_schedule(s, warmup_steps=4, total_steps=12) for s in range(12)]
+    assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert lrs[4:] == sorted(lrs[4:], reverse=True) and lrs[-1] == pytest.approx(1 / 8)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def run_stage1(run_dir, stop_at=None, resume=True):
+    torch.manual_seed(123)
+    teacher, student = make_teacher().eval(), make_student(dropout=0.1)
+    objective = objective_for("task_intermediate", student, teacher)
+    config = TrainConfig(num_epochs=3, batch_size=8, gradient_accumulation_steps=2, learning_rate=1e-3, save_every=4, log_every=1)
+
+    def on_log(metrics, step):
+        if step == stop_at:
+            raise Interrupt
+
+    result = train(objective, make_dataset(), config, run_dir, teacher=teacher, on_log=on_log, resume=resume)
+    return objective, result
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path):
+    uninterrupted, _ = run_stage1(tmp_path / "straight")
+    with pytest.raises(Interrupt):
+        run_stage1(tmp_path / "killed", stop_at=10)  # last checkpoint at step 8, mid-epoch 2
+    assert latest_checkpoint(tmp_path / "killed").name == "step-00000008"
+    resumed, result = run_stage1(tmp_path / "killed")
+    assert result.state.step == 18
+    for (name, a), (_, b) in zip(uninterrupted.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    steps = [json.loads(line)["step"] for line in result.log_path.read_text().splitlines()]
+    assert steps == list(range(1, 19))  # records past the checkpoint were rewritten, not duplicated
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    results = []
+    for accumulation in (1, 4):
+        torch.manual_seed(0)
+        model = make_teacher()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        objective = DistillationObjective(model, "finetune")
+        config = TrainConfig(num_epochs=2, batch_size=8, gradient_accumulation_steps=accumulation, bucket_by_length=False, save_every=0)
+        train(objective, make_dataset(n=32, max_len=5).map(lambda r: {"input_ids": r["input_ids"][:4]}), config, tmp_path / str(accumulation))
+        results.append(objective.state_dict())
+    for name in results[0]:
+        torch.testing.assert_close(results[0][name], results[1][name], atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_corrupted_and_incompatible_checkpoints_give_clear_errors(tmp_path):
+    run_stage1(tmp_path / "run")
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    other_shape = DistillationObjective(build_student(StudentShape(3, 32, 64, 4), TEACHER_CONFIG, head="classification", labels=LABELS), "task_prediction")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        load_checkpoint(checkpoint, other_shape, None)
+
+    weights = checkpoint / "trainable.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    teacher, student = make_teacher(), make_student()
+    with pytest.raises(CheckpointError, match=r"step-00000018.*corrupted"):
+        load_checkpoint(checkpoint, objective_for("task_intermediate", student, teacher), None)
+
+
+def test_a_half_written_checkpoint_is_ignored(tmp_path):
+    run_stage1(tmp_path / "run")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / ".step-00000020.tmp-1").mkdir()
+    (checkpoints / "latest").unlink()
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000018"
+
+
+def test_modes_refuse_missing_pieces(tmp_path):
+    with pytest.raises(ValueError, match="needs a layer map"):
+        DistillationObjective(make_student(), "task_intermediate")
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(DistillationObjective(make_student(), "task_prediction"), make_dataset(), TrainConfig(), tmp_path)
+    with pytest.raises(ValueError, match="unknown training mode"):
+        DistillationObjective(make_student(), "distill")

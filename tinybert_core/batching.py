@@ -1,0 +1,124 @@
+"""From text examples to padded batches: tokenization, length-bucketed batch order, dynamic padding.
+
+Batches are formed globally and then split between processes, so a run on W processes sees exactly the same
+examples per optimizer step as a run on one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+
+def encode_examples(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    text_columns: Sequence[str] = ("text_a",),
+    max_seq_length: int = 128,
+) -> Dataset:
+    """Tokenize text columns (one sentence or a pair) into unpadded `input_ids` / `token_type_ids`.
+
+    The `label` column, when present, is kept as `labels`.
+    """
+    missing = [c for c in text_columns if c not in dataset.column_names]
+    if missing:
+        raise KeyError(f"dataset has no column(s) {missing}; it has {dataset.column_names}")
+
+    def tokenize(rows: dict) -> dict:
+        texts = [rows[c] for c in text_columns]
+        encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length, return_attention_mask=False)
+        return {"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"]}
+
+    keep = {"label"} & set(dataset.column_names)
+    encoded = dataset.map(
+        tokenize, batched=True, remove_columns=[c for c in dataset.column_names if c not in keep], desc="tokenize"
+    )
+    return encoded.rename_column("label", "labels") if keep else encoded
+
+
+def sequence_lengths(dataset: Dataset) -> list[int]:
+    return [len(ids) for ids in dataset["input_ids"]]
+
+
+class BucketedBatchSampler:
+    """Yields this process's share of each global batch, grouping examples of similar length.
+
+    Per epoch: a seeded permutation, cut into mega-batches of `bucket_factor` global batches, each sorted by
+    length and cut into global batches, whose order is shuffled again. `skip_batches` resumes mid-epoch.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        global_batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        bucket_by_length: bool = True,
+        bucket_factor: int = 50,
+        drop_last: bool = False,
+    ):
+        if global_batch_size % world_size:
+            raise ValueError(f"global batch {global_batch_size} must be divisible by {world_size} processes")
+        self.lengths = list(lengths)
+        self.global_batch_size = global_batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.bucket_by_length = bucket_by_length
+        self.bucket_factor = bucket_factor
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.skip_batches = 0
+
+    def set_position(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+
+    def global_batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        size = self.global_batch_size
+        if self.bucket_by_length:
+            mega = size * self.bucket_factor
+            order = [
+                i
+                for start in range(0, len(order), mega)
+                for i in sorted(order[start : start + mega], key=lambda i: -self.lengths[i])
+            ]
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        if batches and (self.drop_last or len(batches[-1]) < self.world_size) and len(batches[-1]) < size:
+            batches.pop()
+        if self.bucket_by_length:
+            shuffle = torch.randperm(len(batches), generator=generator).tolist()
+            batches = [batches[i] for i in shuffle]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches()[self.skip_batches :]:
+            share = math.ceil(len(batch) / self.world_size)
+            yield batch[self.rank * share : (self.rank + 1) * share]
+
+    def __len__(self) -> int:
+        return len(self.global_batches()) - self.skip_batches
+
+
+def pad_batch(rows: list[dict], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad a list of encoded rows to the longest one: input_ids, token_type_ids, attention_mask (B, T), labels."""
+    longest = max(len(row["input_ids"]) for row in rows)
+    input_ids = torch.full((len(rows), longest), pad_token_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(rows), longest), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        input_ids[i, :n] = torch.as_tensor(row["input_ids"])
+        attention_mask[i, :n] = 1
+        if "token_type_ids" in row:
+            token_type_ids[i, :n] = torch.as_tensor(row["token_type_ids"])
+    batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+    if "labels" in rows[0]:
+        batch["labels"] = torch.tensor([row["labels"] for row in rows])
+    return batch

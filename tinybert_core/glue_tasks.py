@@ -1,0 +1,162 @@
+"""Registry of the tasks the pipeline fine-tunes and evaluates on: the nine GLUE tasks and `polarity`.
+
+A `TaskSpec` says everything the loaders and metrics need to know about a task: where its files are,
+which columns hold the text and the label, the canonical label strings (their order gives the class
+indices) and how it is scored.
+
+GLUE task score (the leaderboard convention, Wang et al. 2019): one metric per task, except MRPC and
+QQP, scored by the mean of F1 and accuracy, and STS-B, scored by the mean of Pearson and Spearman
+correlation. CoLA is scored by Matthews correlation, every other task by accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+# Metric families; each is also the key of the task score in `glue_metrics.compute_metrics` output.
+MCC = "mcc"
+ACCURACY = "accuracy"
+F1_ACCURACY = "f1_accuracy"  # mean of F1 (positive class "1") and accuracy
+PEARSON_SPEARMAN = "pearson_spearman"  # mean of Pearson and Spearman correlation
+
+# The metrics each family is made of, in the order the GLUE leaderboard shows them.
+METRIC_COMPONENTS: dict[str, tuple[str, ...]] = {
+    MCC: ("mcc",),
+    ACCURACY: ("accuracy",),
+    F1_ACCURACY: ("f1", "accuracy"),
+    PEARSON_SPEARMAN: ("pearson", "spearman"),
+}
+
+BINARY = ("0", "1")
+NLI_BINARY = ("entailment", "not_entailment")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: its files, columns, labels and metric.
+
+    `source_text_columns` / `source_label_column` name the columns in the task's own files (the
+    header of a classic `glue_data` TSV); the loaders rename them to `text_columns` / `label`.
+    """
+
+    name: str  # registry key, e.g. "sst2"
+    glue_dir_name: str  # folder under a classic glue_data directory, e.g. "SST-2"
+    text_columns: tuple[str, ...]  # ("text_a",) or ("text_a", "text_b")
+    labels: tuple[str, ...] | None  # canonical label strings; their order gives class indices; None = regression
+    metric: str  # metric family, one of METRIC_COMPONENTS
+    source_text_columns: tuple[str, ...]  # text columns as named in the task's file header
+    source_label_column: str  # label column as named in the task's file header
+    dev_splits: tuple[str, ...] = ("dev",)  # file stems of the evaluation splits
+    # Column names for files without a header row (CoLA train/dev); None: the file must have a header.
+    headerless_columns: tuple[str, ...] | None = None
+    # Config name and text columns of the Hugging Face `nyu-mll/glue` copy; None: not on the hub.
+    hub_config: str | None = None
+    hub_text_columns: tuple[str, ...] = ()
+    # Skip rows with too few columns instead of failing: QQP's official train.tsv has a few questions
+    # broken in two by a newline; the TFDS/Hugging Face GLUE conversions drop those rows too.
+    skip_short_rows: bool = False
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+    @property
+    def num_labels(self) -> int:
+        """Number of model outputs: the number of classes, or 1 for regression."""
+        return 1 if self.labels is None else len(self.labels)
+
+    @property
+    def primary_metric(self) -> str:
+        """Key of the GLUE task score in `compute_metrics` output (a mean for two-metric tasks)."""
+        return self.metric
+
+    @property
+    def metric_components(self) -> tuple[str, ...]:
+        """The individual metrics reported for this task, e.g. ("f1", "accuracy") for MRPC."""
+        return METRIC_COMPONENTS[self.metric]
+
+
+def _single(name: str, glue_dir: str, metric: str, **extra) -> TaskSpec:
+    """A one-sentence GLUE task: a "sentence" column and a 0/1 "label"."""
+    return TaskSpec(
+        name=name, glue_dir_name=glue_dir, text_columns=("text_a",), labels=BINARY, metric=metric,
+        source_text_columns=("sentence",), source_label_column="label", hub_config=name,
+        hub_text_columns=("sentence",), **extra,
+    )
+
+
+def _pair(
+    name: str, glue_dir: str, labels: tuple[str, ...] | None, metric: str, source: tuple[str, str], label: str,
+    hub_text: tuple[str, str] = ("sentence1", "sentence2"), **extra,
+) -> TaskSpec:
+    """A sentence-pair GLUE task, its columns located by the header names `source` and `label`."""
+    return TaskSpec(
+        name=name, glue_dir_name=glue_dir, text_columns=("text_a", "text_b"), labels=labels, metric=metric,
+        source_text_columns=source, source_label_column=label, hub_config=name, hub_text_columns=hub_text,
+        **extra,
+    )
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        # CoLA train/dev have no header (source, label, original mark, sentence); test.tsv has "index sentence".
+        _single("cola", "CoLA", MCC, headerless_columns=("source", "label", "original_mark", "sentence")),
+        _single("sst2", "SST-2", ACCURACY),
+        _pair("mrpc", "MRPC", BINARY, F1_ACCURACY, ("#1 String", "#2 String"), "Quality"),
+        _pair("stsb", "STS-B", None, PEARSON_SPEARMAN, ("sentence1", "sentence2"), "score"),
+        _pair("qqp", "QQP", BINARY, F1_ACCURACY, ("question1", "question2"), "is_duplicate",
+              hub_text=("question1", "question2"), skip_short_rows=True),
+        _pair("mnli", "MNLI", ("entailment", "neutral", "contradiction"), ACCURACY, ("sentence1", "sentence2"),
+              "gold_label", hub_text=("premise", "hypothesis"), dev_splits=("dev_matched", "dev_mismatched")),
+        _pair("qnli", "QNLI", NLI_BINARY, ACCURACY, ("question", "sentence"), "label",
+              hub_text=("question", "sentence")),
+        _pair("rte", "RTE", NLI_BINARY, ACCURACY, ("sentence1", "sentence2"), "label"),
+        _pair("wnli", "WNLI", BINARY, ACCURACY, ("sentence1", "sentence2"), "label"),
+        # Not GLUE: the embedded default task, fastText-format lines "__label__neg text" (see glue_data).
+        TaskSpec(name="polarity", glue_dir_name="", text_columns=("text_a",), labels=("neg", "pos"),
+                 metric=ACCURACY, source_text_columns=("text",), source_label_column="label", dev_splits=()),
+    )
+}
+
+# Other spellings. "mnli-mm" is MNLI evaluated on its mismatched dev split only (as in GLUE tables);
+# "mnli-m" likewise on the matched split.
+_ALIASES: dict[str, TaskSpec] = {
+    "sst-2": TASKS["sst2"],
+    "sts-b": TASKS["stsb"],
+    "mnli-m": dataclasses.replace(TASKS["mnli"], name="mnli-m", dev_splits=("dev_matched",)),
+    "mnli-mm": dataclasses.replace(TASKS["mnli"], name="mnli-mm", dev_splits=("dev_mismatched",)),
+}
+
+
+def get_task(name: str | TaskSpec) -> TaskSpec:
+    """Look a task up by name, case-insensitively ("SST-2", "sst2" and "sst-2" are the same task).
+
+    A `TaskSpec` is returned unchanged, so functions can take either.
+    """
+    if isinstance(name, TaskSpec):
+        return name
+    key = name.strip().lower()
+    spec = TASKS.get(key) or _ALIASES.get(key)
+    if spec is None:
+        valid = ", ".join([*TASKS, *_ALIASES])
+        raise ValueError(f"unknown task {name!r}; valid task names: {valid}")
+    return spec
+
+
+def default_polarity_path() -> Path:
+    """The 200-line fastText-format `pang_lee_polarity.cor` that ships inside the installed gensim."""
+    found = importlib.util.find_spec("gensim")
+    if found is None or found.origin is None:
+        raise FileNotFoundError("gensim is not installed; it holds the default polarity data")
+    path = Path(found.origin).parent / "test" / "test_data" / "pang_lee_polarity.cor"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: this gensim install lacks its test data")
+    return path

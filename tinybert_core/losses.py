@@ -1,0 +1,67 @@
+"""Transformer-distillation losses (paper eqs. 7-10) and the learnable width projections.
+
+Unlike the reference implementation, padding never contributes: hidden-state losses average over real
+tokens only, and attention losses over (query, key) pairs where both are real tokens.
+All losses are computed in float32 whatever precision the forward pass ran in.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over real tokens. student, teacher: (B, T, H) (already projected); mask: (B, T)."""
+    token_mask = mask.to(torch.float32).unsqueeze(-1)  # (B, T, 1)
+    squared = (student.float() - teacher.float()).pow(2) * token_mask
+    return squared.sum() / (token_mask.sum() * teacher.size(-1)).clamp_min(1.0)
+
+
+def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE of pre-softmax attention scores over real (query, key) pairs. scores: (B, nh, T, T); mask: (B, T)."""
+    real = mask.to(torch.float32)
+    pair_mask = (real[:, :, None] * real[:, None, :]).unsqueeze(1)  # (B, 1, T, T)
+    squared = (student.float() - teacher.float()).pow(2) * pair_mask
+    return squared.sum() / (pair_mask.sum() * teacher.size(1)).clamp_min(1.0)
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of the student's tempered distribution against the teacher's, averaged over the batch.
+
+    student_logits, teacher_logits: (B, C).
+    """
+    teacher_probs = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return -(teacher_probs * student_log_probs).sum(dim=-1).mean()
+
+
+def prediction_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, regression: bool
+) -> torch.Tensor:
+    """Soft cross-entropy for classification; MSE between the two outputs for regression (B, 1)."""
+    if regression:
+        return F.mse_loss(student_logits.float(), teacher_logits.float())
+    return soft_cross_entropy(student_logits, teacher_logits, temperature)
+
+
+class Projections(nn.Module):
+    """W_e and W_h: map student widths to the teacher's so hidden states can be compared.
+
+    One W_h is shared by all mapped layers, as in the paper; W_e is separate. With `identity_if_same_width`
+    and equal widths, both are identities (no parameters).
+    """
+
+    def __init__(self, student_width: int, teacher_width: int, identity_if_same_width: bool = False):
+        super().__init__()
+        if identity_if_same_width and student_width == teacher_width:
+            self.embedding: nn.Module = nn.Identity()
+            self.hidden: nn.Module = nn.Identity()
+        else:
+            self.embedding = nn.Linear(student_width, teacher_width)
+            self.hidden = nn.Linear(student_width, teacher_width)
+
+    def forward(self, student_hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        """Project (B, T, H_s) -> (B, T, H_t); layer 0 is the embedding output."""
+        return self.embedding(student_hidden) if layer == 0 else self.hidden(student_hidden)

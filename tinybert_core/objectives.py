@@ -1,0 +1,105 @@
+"""What each training mode minimises, as one module holding every trainable parameter.
+
+Keeping the student and the projections in one `nn.Module` lets DistributedDataParallel synchronise all of
+their gradients with a single wrapper.
+
+Modes:
+- "general":           embedding + hidden + attention losses against a general teacher (no labels)
+- "finetune":          cross-entropy / MSE on labels; the model trained is the teacher itself
+- "task_intermediate": embedding + hidden + attention losses against a fine-tuned teacher (stage 1)
+- "task_prediction":   soft cross-entropy (or MSE) on the teacher's logits (stage 2)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from tinybert_core.layer_map import LayerMap
+from tinybert_core.losses import Projections, attention_mse, hidden_mse, prediction_loss
+from tinybert_core.models import Intermediates, forward_intermediates
+
+Mode = Literal["general", "finetune", "task_intermediate", "task_prediction"]
+MODES: tuple[str, ...] = ("general", "finetune", "task_intermediate", "task_prediction")
+INTERMEDIATE_MODES = ("general", "task_intermediate")
+
+
+class DistillationObjective(nn.Module):
+    """Computes the loss of one mode for a padded batch; returns {"loss": total, <component>: value}."""
+
+    def __init__(
+        self,
+        student: PreTrainedModel,
+        mode: Mode,
+        layer_map: LayerMap | None = None,
+        projections: Projections | None = None,
+        temperature: float = 1.0,
+        regression: bool = False,
+    ):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown training mode {mode!r}; expected one of {MODES}")
+        if mode in INTERMEDIATE_MODES and (layer_map is None or projections is None):
+            raise ValueError(f"mode {mode!r} needs a layer map and projections")
+        self.student = student
+        self.mode = mode
+        self.layer_map = layer_map
+        self.projections = projections if mode in INTERMEDIATE_MODES else None
+        self.temperature = temperature
+        self.regression = regression
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.mode != "finetune"
+
+    def teacher_request(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(hidden layers, score layers) the teacher must expose for this mode."""
+        if self.mode not in INTERMEDIATE_MODES:
+            return (), ()
+        teacher_layers = self.layer_map.teacher_layers
+        return (0, *teacher_layers), teacher_layers
+
+    def forward(self, batch: dict[str, torch.Tensor], teacher: Intermediates | None = None) -> dict[str, torch.Tensor]:
+        if self.mode in INTERMEDIATE_MODES:
+            return self._intermediate_losses(batch, teacher)
+        student = forward_intermediates(self.student, batch)
+        if self.mode == "task_prediction":
+            loss = prediction_loss(student.logits, teacher.logits, self.temperature, self.regression)
+            return {"loss": loss, "prediction": loss.detach()}
+        labels = batch["labels"]
+        if self.regression:
+            loss = F.mse_loss(student.logits.float().squeeze(-1), labels.float())
+        else:
+            loss = F.cross_entropy(student.logits.float(), labels)
+        return {"loss": loss, "label": loss.detach()}
+
+    def _intermediate_losses(self, batch: dict[str, torch.Tensor], teacher: Intermediates) -> dict[str, torch.Tensor]:
+        student_layers = self.layer_map.student_layers
+        student = forward_intermediates(self.student, batch, hidden_layers=(0, *student_layers), score_layers=student_layers)
+        mask = batch["attention_mask"]
+        embedding = hidden_mse(self.projections(student.hidden[0], layer=0), teacher.hidden[0], mask)
+        hidden = sum(
+            hidden_mse(self.projections(student.hidden[m], layer=m), teacher.hidden[n], mask)
+            for m, n in self.layer_map.pairs
+        )
+        attention = sum(attention_mse(student.scores[m], teacher.scores[n], mask) for m, n in self.layer_map.pairs)
+        total = embedding + hidden + attention
+        return {
+            "loss": total,
+            "embedding": embedding.detach(),
+            "hidden": hidden.detach(),
+            "attention": attention.detach(),
+        }
+
+
+@torch.no_grad()
+def teacher_intermediates(teacher: PreTrainedModel, objective: DistillationObjective, batch: dict) -> Intermediates | None:
+    """The teacher's side of the loss, computed without gradients (teacher kept in eval mode by the caller)."""
+    if not objective.needs_teacher:
+        return None
+    hidden_layers, score_layers = objective.teacher_request()
+    return forward_intermediates(teacher, batch, hidden_layers=hidden_layers, score_layers=score_layers)

@@ -1,0 +1,134 @@
+"""The TinyBERT recipe as plain functions: each step wires models, objective and training loop.
+
+    teacher = finetune_teacher("minilm-l6", task, train, dev, TrainConfig(...), "runs/teacher").student
+    general = general_distill("minilm-l6", corpus, StudentShape(...), TrainConfig(...), "runs/general").student
+    student = task_distill(teacher, general, task, augmented, dev, stage1, stage2, "runs/task").student
+
+The pipeline's flows call these one per stage; benchmarks call them to run ablations. Datasets passed in are
+already encoded (`encode_task` / `prepare_corpus`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tinybert_core.batching import encode_examples
+from tinybert_core.distiller import MetricsCallback, TrainConfig, TrainResult, train
+from tinybert_core.evaluation import evaluator
+from tinybert_core.glue_tasks import TaskSpec
+from tinybert_core.layer_map import build_layer_map
+from tinybert_core.losses import Projections
+from tinybert_core.models import Head, StudentShape, build_student, load_model
+from tinybert_core.objectives import DistillationObjective
+
+
+def head_for(task: TaskSpec) -> Head:
+    return "regression" if task.is_regression else "classification"
+
+
+def encode_task(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, task: TaskSpec, max_seq_length: int) -> Dataset:
+    """Tokenize a task split (text_a[, text_b], label) into model inputs."""
+    return encode_examples(dataset, tokenizer, task.text_columns, max_seq_length)
+
+
+def task_model(source: str | Path, task: TaskSpec) -> PreTrainedModel:
+    """A model with the task's head, loaded from a packaged name, local directory or hub id."""
+    return load_model(source, head=head_for(task), labels=list(task.labels) if task.labels else None)
+
+
+def finetune(
+    model: PreTrainedModel,
+    task: TaskSpec,
+    train_data: Dataset,
+    dev_data: Dataset | None,
+    config: TrainConfig,
+    run_dir: str | Path,
+    on_log: MetricsCallback | None = None,
+) -> TrainResult:
+    """Supervised training on labels: the teacher's fine-tuning, and the no-distillation baseline."""
+    objective = DistillationObjective(model, "finetune", regression=task.is_regression)
+    evaluate = evaluator(dev_data, task) if dev_data is not None else None
+    return train(objective, train_data, config, run_dir, evaluate=evaluate, on_log=on_log)
+
+
+def finetune_teacher(
+    source: str | Path,
+    task: TaskSpec,
+    train_data: Dataset,
+    dev_data: Dataset | None,
+    config: TrainConfig,
+    run_dir: str | Path,
+    on_log: MetricsCallback | None = None,
+) -> TrainResult:
+    """The general teacher fine-tuned on the task: the task teacher of task distillation."""
+    return finetune(task_model(source, task), task, train_data, dev_data, config, run_dir, on_log)
+
+
+def general_distill(
+    teacher_source: str | Path,
+    corpus: Dataset,
+    shape: StudentShape,
+    config: TrainConfig,
+    run_dir: str | Path,
+    layer_map: Sequence[int] | None = None,
+    on_log: MetricsCallback | None = None,
+) -> TrainResult:
+    """General distillation: a fresh student mimics the general teacher's layers on a general corpus."""
+    teacher = load_model(teacher_source, head="none")
+    student = build_student(shape, teacher.config, head="none", seed=config.seed)
+    objective = _intermediate_objective("general", student, teacher, layer_map)
+    return train(objective, corpus, config, run_dir, teacher=teacher, on_log=on_log)
+
+
+def task_distill(
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    task: TaskSpec,
+    train_data: Dataset,
+    dev_data: Dataset | None,
+    stage1: TrainConfig | None,
+    stage2: TrainConfig,
+    run_dir: str | Path,
+    temperature: float = 1.0,
+    layer_map: Sequence[int] | None = None,
+    on_log: MetricsCallback | None = None,
+) -> TrainResult:
+    """Task distillation: intermediate layers first (`stage1`; None skips it), then the prediction layer."""
+    run_dir = Path(run_dir)
+    if stage1 is not None:
+        objective = _intermediate_objective("task_intermediate", student, teacher, layer_map)
+        train(objective, train_data, stage1, run_dir / "stage1", teacher=teacher, on_log=_prefixed(on_log, "stage1"))
+    objective = DistillationObjective(student, "task_prediction", temperature=temperature, regression=task.is_regression)
+    evaluate = evaluator(dev_data, task) if dev_data is not None else None
+    return train(
+        objective, train_data, stage2, run_dir / "stage2", teacher=teacher, evaluate=evaluate,
+        on_log=_prefixed(on_log, "stage2"),
+    )
+
+
+def student_for_task(
+    task: TaskSpec, teacher: PreTrainedModel, general_student: str | Path | None, shape: StudentShape, seed: int
+) -> PreTrainedModel:
+    """The student task distillation starts from: the General TinyBERT, or a random one of `shape`."""
+    if general_student is not None:
+        return task_model(general_student, task)
+    labels = list(task.labels) if task.labels else None
+    return build_student(shape, teacher.config, head=head_for(task), labels=labels, seed=seed)
+
+
+def _intermediate_objective(
+    mode: str, student: PreTrainedModel, teacher: PreTrainedModel, layer_map: Sequence[int] | None
+) -> DistillationObjective:
+    mapping = build_layer_map(student.config, teacher.config, layer_map)
+    projections = Projections(student.config.hidden_size, teacher.config.hidden_size)
+    return DistillationObjective(student, mode, mapping, projections)
+
+
+def _prefixed(on_log: MetricsCallback | None, prefix: str) -> MetricsCallback | None:
+    if on_log is None:
+        return None
+    return lambda metrics, step: on_log({f"{prefix}/{k}": v for k, v in metrics.items()}, step)
