@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -99,19 +100,33 @@ def load_model(
     (for example a general model loaded for a task) is freshly initialised, as in fine-tuning.
     """
     source = resolve_model_source(name_or_path)
-    kwargs: dict = {"attn_implementation": ATTN_IMPLEMENTATION, "trust_remote_code": trust_remote_code}
+    # Mismatched tensors are reported by us, by name, rather than by a table transformers logs.
+    kwargs: dict = {
+        "attn_implementation": ATTN_IMPLEMENTATION,
+        "trust_remote_code": trust_remote_code,
+        "ignore_mismatched_sizes": True,
+        "output_loading_info": True,
+    }
     try:
         if head == "none":
-            model = AutoModel.from_pretrained(source, **kwargs)
+            model, info = AutoModel.from_pretrained(source, **kwargs)
         else:
             kwargs.update(_head_kwargs(head, labels))
-            model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+            model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    except SafetensorError as error:
+        raise ModelLoadError(f"weights under {source} are corrupted or truncated ({error}); re-export or re-download them") from error
     except (OSError, ValueError) as error:
         if Path(source).exists():
             raise ModelLoadError(f"could not load model from {source}: {error}") from error
         raise _hub_hint(source, error) from error
-    except RuntimeError as error:  # size mismatches, corrupted tensors
-        raise ModelLoadError(f"checkpoint at {source} is incompatible or corrupted: {error}") from error
+    if info["mismatched_keys"]:
+        wanted = f"{head} head" + (f" with {len(labels)} labels {labels}" if labels else "")
+        mismatched = sorted(info["mismatched_keys"])
+        shapes = "; ".join(
+            f"{name} is {tuple(saved)} in the checkpoint, {tuple(expected)} in the model" for name, saved, expected in mismatched[:3]
+        )
+        more = f" (and {len(mismatched) - 3} more)" if len(mismatched) > 3 else ""
+        raise ModelLoadError(f"checkpoint at {source} does not fit a model with a {wanted}: {shapes}{more}")
     return model
 
 

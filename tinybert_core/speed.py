@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,14 +31,19 @@ class SpeedResult:
         return 1000.0 * self.median_seconds
 
 
-def random_batch(vocab_size: int, batch_size: int, seq_length: int, device: torch.device) -> dict[str, torch.Tensor]:
+def random_batch(
+    vocab_size: int, batch_size: int, seq_length: int, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Seeded random input_ids (past BERT's special and unused tokens), a full attention_mask and zero
+    token_type_ids, each (B, T) int64."""
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, vocab_size, (batch_size, seq_length), generator=generator)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+    ids = torch.randint(min(1000, vocab_size // 2), vocab_size, (batch_size, seq_length), generator=generator)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
+def _synchronize(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
@@ -60,16 +66,23 @@ def time_models(
     batch = random_batch(vocab, batch_size, seq_length, device)
     for model in models.values():
         model.to(device).eval()
-    times: dict[str, list[float]] = {name: [] for name in models}
+    runners = {name: (lambda model=model: model(**batch)) for name, model in models.items()}
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for round_index in range(warmup + repeats):
-            for name, model in models.items():
-                _synchronize(device)
-                start = time.perf_counter()
-                model(**batch)
-                _synchronize(device)
-                if round_index >= warmup:
-                    times[name].append(time.perf_counter() - start)
-    return {
-        name: SpeedResult(name, batch_size, seq_length, statistics.median(samples)) for name, samples in times.items()
-    }
+        medians = interleaved_medians(runners, repeats, warmup, device)
+    return {name: SpeedResult(name, batch_size, seq_length, seconds) for name, seconds in medians.items()}
+
+
+def interleaved_medians(
+    runners: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device | None = None
+) -> dict[str, float]:
+    """Median seconds of each callable, called round by round (A, B, A, B, ...) after `warmup` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for round_index in range(warmup + repeats):
+        for name, run in runners.items():
+            _synchronize(device)
+            start = time.perf_counter()
+            run()
+            _synchronize(device)
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(samples) for name, samples in times.items()}

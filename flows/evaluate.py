@@ -1,0 +1,35 @@
+"""Stage 7: GLUE dev metrics of teacher and student, retention, size and speed; metrics.json for DVC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.stage import stage
+from tinybert_core import recipe
+from tasks.data import read_task_splits
+from tasks.evaluation import compare_task, publish_report
+from tasks.models import encode_splits, task_teacher_source
+from tasks.params import STAGE_OUTPUTS
+
+
+@flow(name="evaluate")
+def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
+    upstream = ("prepare_task", "finetune_teacher", "task_distill")
+    with stage("evaluate", params_file, overrides, ("evaluate",), upstream=upstream) as s:
+        spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
+        teacher_source = task_teacher_source()
+        dev_sets = encode_splits(
+            {name: split for name, split in splits.items() if name != "train"}, teacher_source, spec,
+            s.params["data"]["max_seq_length"],
+        )
+        student_dir = STAGE_OUTPUTS["task_distill"] / "model"
+        teacher, student = recipe.task_model(teacher_source, spec), recipe.task_model(student_dir, spec)
+        report = compare_task(teacher, student, spec, dev_sets, teacher_source, student_dir, s.params["evaluate"])
+        get_run_logger().info("\n%s", publish_report(report, s.out_dir))
+    return str(s.out_dir)
+
+
+if __name__ == "__main__":
+    evaluate()

@@ -1,0 +1,38 @@
+"""Stage 4: the general teacher fine-tuned on the task: the task teacher (skipped if params name one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.stage import stage
+from tasks.data import first_dev_split, read_task_splits
+from tasks.models import encode_splits, write_teacher_pointer
+from tasks.params import STAGE_OUTPUTS, train_config
+from tasks.reporting import finish_training_stage
+from tasks.training import finetune_teacher_task
+
+
+@flow(name="finetune_teacher")
+def finetune_teacher(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
+    with stage("finetune_teacher", params_file, overrides, ("finetune_teacher",), upstream=("prepare_task",)) as s:
+        models = s.params["models"]
+        if models["finetuned_teacher"]:
+            get_run_logger().info("using the fine-tuned teacher %s; nothing to train", models["finetuned_teacher"])
+            write_teacher_pointer(s.out_dir, models["finetuned_teacher"], fine_tuned_here=False)
+            return str(s.out_dir)
+
+        spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
+        encoded = encode_splits(splits, models["teacher"], spec, s.params["data"]["max_seq_length"])
+        config = train_config(s.params["finetune_teacher"], s.params["seed"])
+        result = finetune_teacher_task(
+            models["teacher"], spec, encoded["train"], encoded[first_dev_split(encoded)], config, s.scratch_dir(), s.out_dir
+        )
+        write_teacher_pointer(s.out_dir, s.out_dir / "model", fine_tuned_here=True)
+        finish_training_stage(result, s.out_dir)
+    return str(s.out_dir)
+
+
+if __name__ == "__main__":
+    finetune_teacher()

@@ -1,0 +1,33 @@
+"""Stage 3: General TinyBERT: a fresh student mimics the general teacher on the general corpus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import load_from_disk
+from prefect import flow
+
+from flows.stage import stage
+from tasks.params import STAGE_OUTPUTS, student_shape, train_config
+from tasks.reporting import finish_training_stage
+from tasks.tracking import log_dataset
+from tasks.training import general_distill_task
+
+
+@flow(name="general_distill")
+def general_distill(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
+    with stage("general_distill", params_file, overrides, ("general_distill",), upstream=("prepare_corpus",)) as s:
+        corpus_dir = STAGE_OUTPUTS["prepare_corpus"]
+        corpus = load_from_disk(str(corpus_dir))
+        log_dataset(corpus, "general-corpus", corpus_dir, context="general_distillation")
+        models = s.params["models"]
+        config = train_config(s.params["general_distill"], s.params["seed"])
+        result = general_distill_task(
+            models["teacher"], corpus, student_shape(models), config, s.scratch_dir(), s.out_dir, models["layer_map"]
+        )
+        finish_training_stage(result, s.out_dir)
+    return str(s.out_dir)
+
+
+if __name__ == "__main__":
+    general_distill()

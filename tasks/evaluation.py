@@ -1,0 +1,62 @@
+"""Prefect tasks of the evaluate stage: the teacher/student comparison and what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from datasets import Dataset
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from transformers import PreTrainedModel
+
+from tinybert_core.comparison import compare, markdown_table
+from tinybert_core.glue_tasks import TaskSpec
+from tinybert_core.plots import plot_learning_curves, plot_teacher_vs_student
+from tasks.params import STAGE_OUTPUTS
+
+
+@task(cache_policy=NO_CACHE)
+def compare_task(
+    teacher: PreTrainedModel, student: PreTrainedModel, spec: TaskSpec, dev_sets: dict[str, Dataset],
+    teacher_dir: Path, student_dir: Path, section: dict,
+) -> dict:
+    return compare(
+        teacher, student, spec, dev_sets, teacher_dir, student_dir, batch_size=section["batch_size"],
+        speed_repeats=section["speed_repeats"], speed_seq_length=section["speed_seq_length"],
+    )
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def publish_report(report: dict, out_dir: Path) -> str:
+    """metrics.json for DVC, report.md, plots, MLflow metrics/artifacts and a Prefect markdown artifact."""
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = markdown_table(report)
+    (out_dir / "report.md").write_text(markdown)
+
+    plots = out_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_teacher_vs_student(report, plots / "teacher_vs_student.png")
+    train_logs = {
+        name: path for name, path in (
+            ("general distillation", STAGE_OUTPUTS["general_distill"] / "train_log.jsonl"),
+            ("teacher fine-tuning", STAGE_OUTPUTS["finetune_teacher"] / "train_log.jsonl"),
+            ("task distillation stage 1", STAGE_OUTPUTS["task_distill"] / "stage1_train_log.jsonl"),
+            ("task distillation stage 2", STAGE_OUTPUTS["task_distill"] / "stage2_train_log.jsonl"),
+        ) if path.is_file()
+    }
+    plot_learning_curves(train_logs, plots / "learning_curves.png")
+
+    for role in ("teacher", "student"):
+        for split, metrics in report[role].items():
+            mlflow.log_metrics({f"{role}/{split}/{k}": v for k, v in metrics.items()})
+    mlflow.log_metrics({f"retention/{split}": v for split, v in report["retention"].items()})
+    mlflow.log_metrics({f"speedup/{b}": report["speed"][b]["speedup"] for b in ("batch1", "batch32")})
+    mlflow.log_metric("compression", report["size"]["compression"])
+    mlflow.log_artifacts(str(plots), artifact_path="plots")
+    mlflow.log_artifact(str(out_dir / "report.md"))
+    mlflow.log_artifact(str(out_dir / "metrics.json"))
+    create_markdown_artifact(markdown=markdown, key=f"evaluation-{report['task']}".replace("_", "-"), description="teacher vs student")
+    return markdown

@@ -1,0 +1,90 @@
+"""End to end on the embedded default (tiny sizes): the Prefect pipeline flow, then DVC's view of it.
+
+1. `tinybert_pipeline` under prefect_test_harness runs all eight stages and records them in dvc.lock;
+2. `dvc repro` then has nothing to do;
+3. a changed task-distillation parameter reruns task_distill, evaluate and export only.
+MLflow writes to a temporary SQLite store inside the project copy.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from tests.pipeline.conftest import run, set_params
+
+STAGES = ["prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate", "export"]
+DVC = str(Path(sys.executable).with_name("dvc"))
+DRIVER = """
+import json
+from prefect.testing.utilities import prefect_test_harness
+from flows.tinybert_pipeline import tinybert_pipeline
+with prefect_test_harness():
+    print("OUTCOME", json.dumps(tinybert_pipeline()))
+"""
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(project):
+    project_dir, env = project
+    result = run([sys.executable, "-c", DRIVER], project_dir, env)
+    outcome = json.loads(re.search(r"OUTCOME (.*)", result.stdout).group(1))
+    return project_dir, env, outcome
+
+
+def test_pipeline_flow_runs_every_stage_and_leaves_all_outputs(pipeline_run):
+    project, _, outcome = pipeline_run
+    assert outcome == {stage: "ran" for stage in STAGES}
+    outputs = project / "outputs"
+    metrics = json.loads((outputs / "eval" / "metrics.json").read_text())
+    assert metrics["task"] == "polarity"
+    for role in ("teacher", "student"):
+        assert 0.0 <= metrics[role]["dev"]["accuracy"] <= 1.0
+    assert metrics["size"]["compression"] > 1.0 and metrics["speed"]["batch1"]["speedup"] > 0
+    assert (outputs / "eval" / "plots" / "teacher_vs_student.png").stat().st_size > 0
+    assert (outputs / "augmented" / "train").is_dir()
+    export = outputs / "export"
+    assert (export / "hf" / "model.safetensors").is_file() and (export / "hf" / "README.md").is_file()
+    assert (export / "onnx" / "model.onnx").is_file() and (export / "onnx" / "model.int8.onnx").is_file()
+    assert (outputs / "student" / "stage1_train_log.csv").is_file()
+
+
+def test_mlflow_holds_a_parent_run_with_a_child_per_stage_and_the_registered_student(pipeline_run):
+    project, env, _ = pipeline_run
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("tinybert-pipeline")
+    runs = client.search_runs([experiment.experiment_id])
+    children = {r.data.tags["tinybert.stage"]: r for r in runs if "tinybert.stage" in r.data.tags}
+    assert sorted(children) == sorted(STAGES)
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children.values()}
+    assert len(parents) == 1
+    parent = client.get_run(parents.pop())
+    assert parent.info.status == "FINISHED"
+
+    distill = children["task_distill"]
+    assert distill.info.status == "FINISHED"
+    assert distill.data.tags["git.commit"] != "unknown" and distill.data.tags["prefect.flow_run_id"]
+    assert distill.data.tags["lineage.general_distill"] == children["general_distill"].info.run_id
+    assert any(tag.startswith("dvc.dep.outputs/augmented") for tag in distill.data.tags)
+    assert distill.data.params["task_distill.stage1.epochs"] == "1.0"
+    assert client.get_metric_history(distill.info.run_id, "stage1/train/loss")
+    assert {i.dataset.name for i in distill.inputs.dataset_inputs} >= {"augmented-train"}
+
+    version = client.get_model_version_by_alias("tinybert-student", "candidate")
+    assert version.run_id == children["export"].info.run_id
+
+
+def test_dvc_then_reruns_only_what_changed(pipeline_run):
+    project, env, _ = pipeline_run
+    result = run([DVC, "repro"], project, env)
+    assert "Running stage" not in result.stdout, result.stdout
+
+    set_params(project / "params.yaml", {"task_distill.stage2.learning_rate": 5.0e-5})
+    result = run([DVC, "repro"], project, env)
+    assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["task_distill", "evaluate", "export"], result.stdout
+    assert "general_distill" in result.stdout  # reported as unchanged, not rerun
