@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -124,7 +125,11 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 
 def log_dataset(dataset: Dataset, name: str, source: Path | str, context: str) -> None:
-    mlflow.log_input(mlflow.data.from_huggingface(dataset, path=str(source), name=name), context=context)
+    """Record a dataset (name, digest, schema, where it lives) as an input of the active run."""
+    with warnings.catch_warnings():
+        # MLflow's schema inference hints that integer columns cannot hold missing values; ours never do.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        mlflow.log_input(mlflow.data.from_huggingface(dataset, path=str(source), name=name), context=context)
 
 
 def lineage(upstream: dict[str, Path]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -35,8 +36,13 @@ def encode_task(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, task: Task
     return encode_examples(dataset, tokenizer, task.text_columns, max_seq_length)
 
 
-def task_model(source: str | Path, task: TaskSpec) -> PreTrainedModel:
-    """A model with the task's head, loaded from a packaged name, local directory or hub id."""
+def task_model(source: str | Path, task: TaskSpec, seed: int | None = None) -> PreTrainedModel:
+    """A model with the task's head, loaded from a packaged name, local directory or hub id.
+
+    `seed` fixes the initialisation of a head the checkpoint lacks (a general model loaded for a task).
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
     return load_model(source, head=head_for(task), labels=list(task.labels) if task.labels else None)
 
 
@@ -65,7 +71,7 @@ def finetune_teacher(
     on_log: MetricsCallback | None = None,
 ) -> TrainResult:
     """The general teacher fine-tuned on the task: the task teacher of task distillation."""
-    return finetune(task_model(source, task), task, train_data, dev_data, config, run_dir, on_log)
+    return finetune(task_model(source, task, config.seed), task, train_data, dev_data, config, run_dir, on_log)
 
 
 def general_distill(
@@ -115,7 +121,7 @@ def student_for_task(
 ) -> PreTrainedModel:
     """The student task distillation starts from: the General TinyBERT, or a random one of `shape`."""
     if general_student is not None:
-        return task_model(general_student, task)
+        return task_model(general_student, task, seed)
     labels = list(task.labels) if task.labels else None
     return build_student(shape, teacher.config, head=head_for(task), labels=labels, seed=seed)
 

@@ -88,3 +88,16 @@ def test_dvc_then_reruns_only_what_changed(pipeline_run):
     result = run([DVC, "repro"], project, env)
     assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["task_distill", "evaluate", "export"], result.stdout
     assert "general_distill" in result.stdout  # reported as unchanged, not rerun
+
+
+def test_augment_shards_on_a_dask_cluster_give_the_same_rows_as_threads(pipeline_run):
+    """Runs last: it rewrites the augment output (with identical rows) outside DVC."""
+    from datasets import load_from_disk
+
+    project, env, _ = pipeline_run
+    by_threads = load_from_disk(str(project / "outputs" / "augmented" / "train")).to_list()
+    set_params(project / "params.yaml", {"augment.task_runner": "dask", "augment.num_shards": 3})
+    result = run([sys.executable, "-m", "flows.augment"], project, env)
+    assert "Creating a new Dask cluster" in result.stdout + result.stderr
+    by_dask = load_from_disk(str(project / "outputs" / "augmented" / "train")).to_list()
+    assert by_dask == by_threads and len(by_dask) > 48
