@@ -76,7 +76,8 @@ class ReferenceStyleAugmenter:
         masked = text[:start] + self.tokenizer.mask_token + text[end:]
         pair = (masked, text) if self.as_written else (masked,)
         inputs = self.tokenizer(*pair, return_tensors="pt", truncation=True, max_length=self.config.max_seq_length)
-        mask_index = int((inputs["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()[0])
+        inputs = {name: tensor.to(self.model.device) for name, tensor in inputs.items()}
+        mask_index = int((inputs["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()[0].item())
         with torch.set_grad_enabled(self.as_written):
             predictions = self.model(**inputs).logits  # (1, T, V): every position, as the reference
         same = text[start:end].lower()
@@ -160,6 +161,7 @@ def main() -> None:
         help="also time the reference's own context (masked [SEP] original, autograd on): other candidates",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where both masked LMs run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -167,10 +169,11 @@ def main() -> None:
 
     sentences = read_sst2(args.sst2)[: max(args.sentences, args.reference_sentences)]
     shared = sentences[: args.reference_sentences]
-    config = AugmentConfig(mlm_batch_size=args.mlm_batch_size)  # the paper's p_t=0.4, N_a=20, K=15
+    config = AugmentConfig(mlm_batch_size=args.mlm_batch_size, device=args.device)  # the paper's p_t=0.4, N_a=20, K=15
     mlm = bert_base_mlm()
+    mlm.model.to(args.device)
     vectors = load_word_vectors(args.glove)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
 
     reference = ReferenceStyleAugmenter(mlm.model, mlm.tokenizer, args.glove, config)
     reference.augment(sentences[-1], seed=0)  # warm-up
@@ -187,7 +190,7 @@ def main() -> None:
 
     agreement = None
     for dtype in args.dtypes.split(","):
-        config = AugmentConfig(mlm_batch_size=args.mlm_batch_size, mlm_dtype=dtype)
+        config = AugmentConfig(mlm_batch_size=args.mlm_batch_size, mlm_dtype=dtype, device=args.device)
         time_ours(Augmenter(config, word_vectors=vectors, masked_lm=mlm), sentences[-8:])  # warm-up
         label = f"ours (bs {args.mlm_batch_size}, {dtype})"
         for run in [shared, sentences] if len(sentences) > len(shared) else [shared]:

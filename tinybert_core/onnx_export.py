@@ -127,11 +127,17 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
     return Path(out_path)
 
 
-def onnx_session(onnx_path: str | Path, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU inference session; `threads` sets intra-op threads (default: ONNX Runtime's, one per core)."""
+def onnx_session(onnx_path: str | Path, threads: int | None = None, spinning: bool = True) -> ort.InferenceSession:
+    """A CPU inference session; `threads` sets intra-op threads (default: ONNX Runtime's, one per core).
+
+    `spinning=False` stops idle worker threads from busy-waiting, which matters when another runtime (PyTorch in
+    a side-by-side benchmark) shares the cores; serving alone, spinning lowers latency.
+    """
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
