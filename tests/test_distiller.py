@@ -158,3 +158,21 @@ def test_modes_refuse_missing_pieces(tmp_path):
         train(DistillationObjective(make_student(), "task_prediction"), make_dataset(), TrainConfig(), tmp_path)
     with pytest.raises(ValueError, match="unknown training mode"):
         DistillationObjective(make_student(), "distill")
+
+
+@pytest.mark.parametrize("mode", ["finetune", "task_prediction"])
+def test_regression_heads_train_on_mse(mode, tmp_path):
+    """STS-B-style scores: labels are floats, the head has one output, the losses are MSE."""
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(48):
+        ids = torch.randint(5, VOCAB, (int(torch.randint(4, 16, (1,), generator=g)),), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": float(sum(i < 30 for i in ids)) / 4})  # a learnable score
+    data = Dataset.from_list(rows)
+    teacher = make_teacher("regression").eval()
+    model = make_teacher("regression") if mode == "finetune" else make_student("regression")
+    objective = DistillationObjective(model, mode, regression=True)
+    before = mean_loss(objective, teacher, data)
+    train(objective, data, TrainConfig(num_epochs=10, batch_size=8, learning_rate=2e-3, save_every=0), tmp_path, teacher=None if mode == "finetune" else teacher)
+    assert mean_loss(objective, teacher, data) < 0.5 * before
+    assert model.config.num_labels == 1
