@@ -25,6 +25,8 @@ from tinybert_core.models import StudentShape, build_student, count_parameters
 from tinybert_core.objectives import DistillationObjective
 from tinybert_core.speed import time_models
 
+from table import print_table
+
 BERT_BASE = StudentShape(num_layers=12, hidden_size=768, intermediate_size=3072, num_heads=12)
 VOCAB = BertConfig().vocab_size  # 30522, BERT's uncased WordPiece vocabulary
 LABELS = ["0", "1"]
@@ -97,9 +99,7 @@ def main() -> None:
         rows.append((f"training, {name}, batch {args.train_batch}", "", "", f"{finetune:.1f} (fine-tune)",
                      f"{throughput:.1f}", f"{throughput / finetune:.2f}x"))
 
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, tuple("-" * w for w in widths), *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import StudentShape, load_tokenizer
 from tinybert_core.recipe import encode_task, finetune, finetune_teacher, general_distill, student_for_task, task_distill
 
+from table import print_table
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 TEACHER = "minilm-l6"
@@ -62,16 +64,12 @@ def config(epochs: float, learning_rate: float, seed: int, batch_size: int = 32)
     return TrainConfig(num_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, save_every=0, seed=seed)
 
 
-def run_task(name: str, args, profile: Profile, general_dir: Path, work: Path, tokenizer) -> dict:
+def run_task(name: str, args, profile: Profile, general_dir: Path, work: Path, tokenizer, augmenter) -> dict:
     task = get_task(name)
     max_len = 128 if task.is_pair else 64
     raw_train = load_glue_split(task, args.glue_dir, "train", limit=profile.train_examples)
     dev = encode_task(load_glue_split(task, args.glue_dir, task.dev_splits[0]), tokenizer, task, max_len)
     train = encode_task(raw_train, tokenizer, task, max_len)
-
-    augmenter = build_augmenter(
-        AugmentConfig(n_aug=profile.n_aug, seed=args.seed), masked_lm=args.masked_lm, vectors=args.glove
-    )
     augmented = encode_task(augmenter.augment_dataset(raw_train), tokenizer, task, max_len)
 
     teacher = finetune_teacher(TEACHER, task, train, None, config(profile.teacher_epochs, 1e-4, args.seed), work / name / "teacher").student
@@ -97,7 +95,7 @@ def run_task(name: str, args, profile: Profile, general_dir: Path, work: Path, t
     return scores
 
 
-def print_table(results: dict[str, dict]) -> None:
+def print_report(results: dict[str, dict]) -> None:
     header = ("task", "teacher", *VARIANTS, "retention", "vs no-distill")
     rows = []
     for task, s in results.items():
@@ -107,9 +105,7 @@ def print_table(results: dict[str, dict]) -> None:
     rows.append(("average", *(f"{100 * mean[k]:.1f}" for k in ("teacher", *VARIANTS)),
                  f"{100 * sum(s['student'] / s['teacher'] for s in results.values()) / len(results):.1f}%",
                  f"{100 * (mean['student'] - mean['no distillation']):+.1f}"))
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, tuple("-" * w for w in widths), *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    print_table(header, rows)
 
 
 def main() -> None:
@@ -134,14 +130,15 @@ def main() -> None:
     general_dir = args.work_dir / "general" / "model"
     general.student.save_pretrained(general_dir)
 
+    augmenter = build_augmenter(AugmentConfig(n_aug=profile.n_aug, seed=args.seed), masked_lm=args.masked_lm, vectors=args.glove)
     results = {}
     for name in args.tasks:
-        results[name] = run_task(name, args, profile, general_dir, args.work_dir, tokenizer)
+        results[name] = run_task(name, args, profile, general_dir, args.work_dir, tokenizer, augmenter)
         print(f"{name}: {json.dumps({k: round(v, 4) for k, v in results[name].items()})}", flush=True)
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\nprofile {args.profile} on {device}, {time.time() - started:.0f} s; scores x100 on the full dev sets\n")
-    print_table(results)
+    print_report(results)
     if args.out:
         args.out.write_text(json.dumps({"profile": args.profile, "device": device, "results": results}, indent=2) + "\n")
 

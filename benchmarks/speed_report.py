@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from distill_speed import VOCAB, models  # same teacher and student shapes as the distillation benchmark
+from table import print_table
 from tinybert_core.models import count_parameters
 from tinybert_core.onnx_export import export_onnx, onnx_session, quantize_int8, time_onnx
 
@@ -72,9 +73,7 @@ def main() -> None:
                      f"{timings[1]['PyTorch teacher'].median_seconds / one.median_seconds:.1f}x",
                      f"{many.latency_ms:.0f}", f"{many.examples_per_second:.1f}",
                      f"{timings[32]['PyTorch teacher'].median_seconds / many.median_seconds:.1f}x"))
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, tuple("-" * w for w in widths), *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print_table(header, rows)
 
     print("\ngoals at batch 1 (speedup over the PyTorch teacher):")
     for name, goal in GOALS_BATCH1.items():

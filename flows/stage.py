@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import datasets
-import mlflow
 
 from tasks.params import RUNS, STAGE_OUTPUTS, config_digest, load_params
-from tasks.tracking import RUN_POINTER, record_run, stage_run
+from tasks.tracking import record_run, stage_run, upstream_runs
 
 SHARED_SECTIONS = ("task", "seed", "data", "models")
 
@@ -24,13 +23,10 @@ class Stage:
     logged: dict[str, Any]  # the params sections this stage reads
     out_dir: Path
     upstream: dict[str, Path]
-    run: mlflow.ActiveRun
 
     def scratch_dir(self) -> Path:
         """Training scratch for exactly this configuration and these inputs: reruns of it resume there."""
-        inputs = [(name, (folder / RUN_POINTER).read_text()) for name, folder in self.upstream.items()
-                  if (folder / RUN_POINTER).is_file()]
-        return RUNS / self.name / config_digest(self.logged, inputs)
+        return RUNS / self.name / config_digest(self.logged, sorted(upstream_runs(self.upstream).items()))
 
 
 @contextlib.contextmanager
@@ -51,6 +47,6 @@ def stage(
     out_dir.mkdir(parents=True)
     logged = {key: params[key] for key in (*SHARED_SECTIONS, *sections) if key in params}
     inputs = {u: STAGE_OUTPUTS[u] for u in upstream}
-    with stage_run(name, logged, upstream=inputs) as run:
-        yield Stage(name, params, logged, out_dir, inputs, run)
+    with stage_run(name, logged, upstream=inputs):
+        yield Stage(name, params, logged, out_dir, inputs)
         record_run(out_dir, name)

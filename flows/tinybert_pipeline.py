@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows import augment, evaluate, export, finetune_teacher, general_distill, prepare_corpus, prepare_task, task_distill
-from tasks.params import PARAMS_FILE, PROJECT_ROOT, load_params
+from tasks.params import PARAMS_FILE, PROJECT_ROOT, load_params, set_dotted
 from tasks.tracking import PARENT_ENV, configure, finish_parent, start_parent
 
 STAGES: list[tuple[str, Callable[..., str]]] = [
@@ -37,11 +37,7 @@ def write_overrides(overrides: dict[str, Any]) -> None:
     load_params(PARAMS_FILE, overrides)  # validates every key before anything is written
     with modify_yaml(str(PARAMS_FILE)) as params:
         for dotted, value in overrides.items():
-            *parents, leaf = dotted.split(".")
-            section = params
-            for key in parents:
-                section = section[key]
-            section[leaf] = value
+            set_dotted(params, dotted, value)
 
 
 def _dvc_repo():

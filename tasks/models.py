@@ -17,7 +17,8 @@ TEACHER_POINTER = "teacher.json"
 
 def write_teacher_pointer(out_dir: Path, source: str | Path, fine_tuned_here: bool) -> None:
     """The task teacher is either trained by finetune_teacher or named in params; later stages read this."""
-    source = str(Path(source).relative_to(PROJECT_ROOT)) if Path(source).is_absolute() else str(source)
+    # Relative inside the project so the pointer (a DVC output) does not depend on where the clone lives.
+    source = str(Path(source).relative_to(PROJECT_ROOT)) if Path(source).is_relative_to(PROJECT_ROOT) else str(source)
     (out_dir / TEACHER_POINTER).write_text(json.dumps({"source": source, "fine_tuned_here": fine_tuned_here}) + "\n")
 
 

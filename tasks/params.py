@@ -35,16 +35,21 @@ def load_params(path: Path | str | None = None, overrides: dict[str, Any] | None
         raise FileNotFoundError(f"{path} not found: run from the project root or pass the params file")
     params = yaml.safe_load(path.read_text()) or {}
     for dotted, value in (overrides or {}).items():
-        section = params
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            if not isinstance(section.get(key), dict):
-                raise KeyError(f"override {dotted!r}: {key!r} is not a section of {path}")
-            section = section[key]
-        if leaf not in section:
-            raise KeyError(f"override {dotted!r}: {path} has no parameter {leaf!r} there")
-        section[leaf] = value
+        set_dotted(params, dotted, value, path)
     return params
+
+
+def set_dotted(params: dict[str, Any], dotted: str, value: Any, path: Path | str = PARAMS_FILE) -> None:
+    """params["a"]["b"]["c"] = value for "a.b.c"; only an existing parameter can be set (typos fail loudly)."""
+    section = params
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        if not isinstance(section.get(key), dict):
+            raise KeyError(f"override {dotted!r}: {key!r} is not a section of {path}")
+        section = section[key]
+    if leaf not in section:
+        raise KeyError(f"override {dotted!r}: {path} has no parameter {leaf!r} there")
+    section[leaf] = value
 
 
 def train_config(section: dict[str, Any], seed: int, **fixed: Any) -> TrainConfig:

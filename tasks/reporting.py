@@ -4,20 +4,16 @@ learning-curve images as MLflow artifacts."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import mlflow
 
 from tinybert_core.distiller import TrainResult
-from tinybert_core.plots import plot_eval_curve, plot_learning_curves
-
-PLOT_FILES = {"train_log.jsonl": "train_log.csv", "eval_log.jsonl": "eval_log.csv"}
-
+from tinybert_core.plots import plot_eval_curve, plot_learning_curves, read_jsonl
 
 def jsonl_to_csv(source: Path, target: Path) -> Path:
     """One CSV row per JSON line, columns in first-seen order (what `dvc plots` reads)."""
-    records = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    records = read_jsonl(source)
     columns = list(dict.fromkeys(key for record in records for key in record))
     with open(target, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)

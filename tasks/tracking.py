@@ -134,10 +134,11 @@ def log_dataset(dataset: Dataset, name: str, source: Path | str, context: str) -
 
 def lineage(upstream: dict[str, Path]) -> dict[str, str]:
     """MLflow run ids of the stages that produced `upstream` folders, as lineage tags."""
-    return {f"lineage.{name}": run_id for name, run_id in _upstream_runs(upstream).items()}
+    return {f"lineage.{name}": run_id for name, run_id in upstream_runs(upstream).items()}
 
 
-def _upstream_runs(upstream: dict[str, Path]) -> dict[str, str]:
+def upstream_runs(upstream: dict[str, Path]) -> dict[str, str]:
+    """MLflow run id of each upstream stage whose folder holds a run pointer."""
     found = {}
     for name, folder in upstream.items():
         pointer = Path(folder) / RUN_POINTER

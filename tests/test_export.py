@@ -10,7 +10,7 @@ from transformers import BertConfig
 
 from tinybert_core.attention import ATTN_IMPLEMENTATION
 from tinybert_core.comparison import weights_bytes
-from tinybert_core.export import export_hf, model_card, model_size
+from tinybert_core.export import export_hf, model_card
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import (
     ModelLoadError,
@@ -68,12 +68,6 @@ def test_folder_loads_in_plain_transformers_without_this_package(exported, stude
         expected = student(**tokenizer(SENTENCES, padding=True, return_tensors="pt")).logits
     torch.testing.assert_close(torch.tensor(loaded["logits"]), expected, atol=1e-5, rtol=1e-4)
     assert student.config._attn_implementation == ATTN_IMPLEMENTATION  # the in-memory model is unchanged
-
-
-def test_model_size_reads_the_weight_files(exported, student):
-    assert model_size(exported) == {"parameters": count_parameters(student), "bytes": (exported / "model.safetensors").stat().st_size}
-    with pytest.raises(FileNotFoundError, match="no .*safetensors"):
-        model_size(exported.parent)
 
 
 def comparison_report() -> dict:

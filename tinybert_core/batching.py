@@ -122,3 +122,12 @@ def pad_batch(rows: list[dict], pad_token_id: int = 0) -> dict[str, torch.Tensor
     if "labels" in rows[0]:
         batch["labels"] = torch.tensor([row["labels"] for row in rows])
     return batch
+
+
+def inference_batches(dataset: Dataset, order: Sequence[int], batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """Padded model inputs (no labels) of `dataset` rows taken in `order`, with the row indices of each batch."""
+    inputs = dataset.select_columns([c for c in ("input_ids", "token_type_ids") if c in dataset.column_names])
+    for start in range(0, len(order), batch_size):
+        indices = list(order[start : start + batch_size])
+        rows = inputs[indices]
+        yield indices, pad_batch([dict(zip(rows, values)) for values in zip(*rows.values())])

@@ -45,8 +45,8 @@ def compare(
 
     sizes = {"teacher": {"parameters": count_parameters(teacher)}, "student": {"parameters": count_parameters(student)}}
     for name, folder in (("teacher", teacher_dir), ("student", student_dir)):
-        if folder is not None and weights_bytes(folder):
-            sizes[name]["bytes"] = weights_bytes(folder)
+        if folder is not None and (size := weights_bytes(folder)):
+            sizes[name]["bytes"] = size
     sizes["compression"] = sizes["teacher"]["parameters"] / sizes["student"]["parameters"]
     report["size"] = sizes
 

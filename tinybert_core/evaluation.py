@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel
 
-from tinybert_core.batching import pad_batch
+from tinybert_core.batching import inference_batches
 from tinybert_core.glue_metrics import compute_metrics
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.models import forward_intermediates
@@ -22,11 +22,7 @@ def predict_logits(model: PreTrainedModel, dataset: Dataset, batch_size: int = 1
     lengths = [len(ids) for ids in dataset["input_ids"]]
     order = sorted(range(len(dataset)), key=lengths.__getitem__)
     logits = np.zeros((len(dataset), model.config.num_labels), dtype=np.float32)
-    columns = [c for c in ("input_ids", "token_type_ids") if c in dataset.column_names]
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        rows = dataset.select_columns(columns)[indices]
-        batch = pad_batch([dict(zip(rows, values)) for values in zip(*rows.values())])
+    for indices, batch in inference_batches(dataset, order, batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits[indices] = forward_intermediates(model, batch).logits.float().cpu().numpy()
     model.train(was_training)

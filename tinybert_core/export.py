@@ -10,12 +10,10 @@ model runs a stock attention implementation, so serving needs neither this packa
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from safetensors import safe_open
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tinybert_core.comparison import markdown_table, weights_bytes
@@ -72,20 +70,6 @@ def _require_standard_attention(config_path: Path) -> None:
             )
 
 
-def model_size(model_dir: str | Path) -> dict[str, int]:
-    """Parameters and bytes of the safetensors weights in a saved folder, read from the file headers only."""
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir} holds no *.safetensors weights")
-    parameters = 0
-    for path in files:
-        with safe_open(str(path), framework="pt") as weights:
-            for name in weights.keys():
-                shape = weights.get_slice(name).get_shape()
-                parameters += math.prod(shape)
-    return {"parameters": parameters, "bytes": weights_bytes(model_dir)}
-
-
 def model_card(
     student: PreTrainedModel,
     task: TaskSpec,
@@ -106,8 +90,8 @@ def model_card(
         outputs = "one score (regression)"
     else:
         outputs = ", ".join(f"`{config.id2label[i]}`" for i in range(config.num_labels))
-    if model_dir is not None and weights_bytes(model_dir):
-        size = f"{weights_bytes(model_dir) / 1e6:.1f} MB (safetensors)"
+    if model_dir is not None and (saved := weights_bytes(model_dir)):
+        size = f"{saved / 1e6:.1f} MB (safetensors)"
     else:
         tensor_bytes = sum(t.numel() * t.element_size() for t in student.state_dict().values())
         size = f"{tensor_bytes / 1e6:.1f} MB of tensors ({next(student.parameters()).dtype})"

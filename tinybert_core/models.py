@@ -18,7 +18,6 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 from transformers import (
-    AutoConfig,
     AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,

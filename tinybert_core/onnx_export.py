@@ -30,7 +30,7 @@ from datasets import Dataset
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tinybert_core.batching import pad_batch
+from tinybert_core.batching import inference_batches
 from tinybert_core.evaluation import predict_logits
 from tinybert_core.export import attention_implementation
 from tinybert_core.speed import SpeedResult, interleaved_medians, random_batch
@@ -147,11 +147,8 @@ def onnx_logits(session: ort.InferenceSession, dataset: Dataset, batch_size: int
     Dataset order mixes lengths, so most examples are padded differently than in `predict_logits` (which sorts
     by length): a parity check then also tests that padding is masked.
     """
-    columns = [c for c in ("input_ids", "token_type_ids") if c in dataset.column_names]
     outputs = []
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset.select_columns(columns)[start : start + batch_size]
-        batch = pad_batch([dict(zip(rows, values)) for values in zip(*rows.values())])
+    for _, batch in inference_batches(dataset, range(len(dataset)), batch_size):
         outputs.append(session.run([OUTPUT_NAME], {name: batch[name].numpy() for name in INPUT_NAMES})[0])
     return np.concatenate(outputs)
 
@@ -162,12 +159,15 @@ def check_parity(
     dataset: Dataset,
     max_abs_tolerance: float | None = FP32_MAX_ABS_DIFF,
     min_label_agreement: float = FP32_MIN_LABEL_AGREEMENT,
+    reference: np.ndarray | None = None,
 ) -> ParityReport:
     """Compare ONNX and PyTorch logits on an encoded dataset; raise ParityError when out of tolerance.
 
-    `max_abs_tolerance=None` skips the logit check (int8 models are judged on labels only).
+    `max_abs_tolerance=None` skips the logit check (int8 models are judged on labels only). `reference`: the
+    model's logits on `dataset` when already at hand (checking several exports of one model).
     """
-    reference = predict_logits(model, dataset)
+    if reference is None:
+        reference = predict_logits(model, dataset)
     exported = onnx_logits(onnx_session(onnx_path), dataset)
     if exported.shape != reference.shape:
         raise ParityError(f"{onnx_path}: logits of shape {exported.shape}, PyTorch gives {reference.shape}")

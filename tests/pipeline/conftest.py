@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.params import set_dotted
 from tests.conftest import REPO_ROOT
 
 # Small enough for minutes on 2 CPU cores, large enough that every stage does real work.
@@ -33,11 +34,7 @@ TINY_PARAMS = {
 def set_params(params_file: Path, values: dict) -> None:
     params = yaml.safe_load(params_file.read_text())
     for dotted, value in values.items():
-        *parents, leaf = dotted.split(".")
-        section = params
-        for key in parents:
-            section = section[key]
-        section[leaf] = value
+        set_dotted(params, dotted, value, params_file)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
