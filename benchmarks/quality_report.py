@@ -131,16 +131,16 @@ def main() -> None:
     general.student.save_pretrained(general_dir)
 
     augmenter = build_augmenter(AugmentConfig(n_aug=profile.n_aug, seed=args.seed), masked_lm=args.masked_lm, vectors=args.glove)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     results = {}
     for name in args.tasks:
         results[name] = run_task(name, args, profile, general_dir, args.work_dir, tokenizer, augmenter)
         print(f"{name}: {json.dumps({k: round(v, 4) for k, v in results[name].items()})}", flush=True)
+        if args.out:  # after every task, so a run stopped halfway keeps what it finished
+            args.out.write_text(json.dumps({"profile": args.profile, "device": device, "results": results}, indent=2) + "\n")
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\nprofile {args.profile} on {device}, {time.time() - started:.0f} s; scores x100 on the full dev sets\n")
     print_report(results)
-    if args.out:
-        args.out.write_text(json.dumps({"profile": args.profile, "device": device, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from tinybert_core.corpus import prepare_corpus
 from tinybert_core.glue_data import load_fasttext_labelled, load_glue_split
 from tinybert_core.glue_tasks import TaskSpec, default_polarity_path, get_task
 from tinybert_core.models import load_tokenizer
+from tinybert_core.saved_datasets import save_dataset
 from tasks.params import PROJECT_ROOT, resolve_source
 
 # DVC decides what reruns; Prefect's own caching would only second-guess it.
@@ -50,7 +51,7 @@ def load_task_splits(task_name: str, data: dict[str, Any], seed: int) -> tuple[T
 @task(**IO_TASK)
 def save_task_splits(spec: TaskSpec, splits: dict[str, Dataset], out_dir: Path) -> Path:
     for name, split in splits.items():
-        split.save_to_disk(str(out_dir / name))
+        save_dataset(split, out_dir / name)
     info = {"task": spec.name, "dev_splits": [n for n in splits if n != "train"], "rows": {n: len(s) for n, s in splits.items()}}
     (out_dir / TASK_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return out_dir

@@ -110,3 +110,18 @@ def test_prepare_errors(tokenizer, tmp_path):
         prepare_corpus([short], tokenizer, tmp_path / "out")
     with pytest.raises(ValueError, match="max_seq_length"):
         prepare_corpus([short], tokenizer, tmp_path / "out", max_seq_length=8)
+
+
+def test_the_same_text_elsewhere_gives_byte_identical_output(tokenizer, tmp_path):
+    """DVC hashes the output folder: where the source lives and when it was copied must not change it."""
+    folders = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        source = tmp_path / name / "lee.cor"
+        source.write_bytes(LEE.read_bytes())
+        prepare_corpus([source], tokenizer, tmp_path / name / "out", document_mode="line", max_sequences=50)
+        folders.append(tmp_path / name / "out")
+    files = sorted(p.name for p in folders[0].iterdir())
+    assert files == sorted(p.name for p in folders[1].iterdir()) and "state.json" in files
+    for name in files:
+        assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name

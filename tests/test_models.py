@@ -1,5 +1,6 @@
 """Model loading (packaged, local, hub, wrong paths), student shapes and the intermediate outputs."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,13 @@ def test_packaged_teacher_resolves_inside_the_installed_package():
     assert teacher.config.id2label == {0: "neg", 1: "pos"}
     tokenizer = load_tokenizer("minilm-l6")
     assert tokenizer.tokenize("Distillation works") == ["di", "##sti", "##llation", "works"]
+
+
+def test_a_saved_tokenizer_does_not_depend_on_hub_settings(tmp_path):
+    """Tests run with HF_HUB_OFFLINE=1, which transformers would save as local_files_only=True."""
+    load_tokenizer("minilm-l6").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert "local_files_only" not in config and config["do_lower_case"] is True
 
 
 def test_local_directory_round_trip(tmp_path):

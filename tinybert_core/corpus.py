@@ -19,6 +19,8 @@ from datasets import Dataset, Features, Sequence as ArrowSequence, Value
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from tinybert_core.saved_datasets import save_dataset
+
 logger = logging.getLogger(__name__)
 
 DocumentMode = Literal["blank_line", "line"]
@@ -160,7 +162,7 @@ def prepare_corpus(
                 f"no sequences of at least {min_tokens} tokens in {[str(s) for s in sources]} "
                 f"(document_mode={document_mode!r}, {written['documents']} documents read)"
             )
-        staged.save_to_disk(str(output_dir))
+        save_dataset(staged, output_dir)
         del staged
     logger.info(
         "packed %d documents into %d sequences of <= %d tokens at %s",

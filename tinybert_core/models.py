@@ -82,9 +82,13 @@ def _hub_hint(name: str, error: Exception) -> ModelLoadError:
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     source = resolve_model_source(name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise _hub_hint(source, error) from error
+    # transformers records whether HF_HUB_OFFLINE was set and saves it with the tokenizer: the saved folders
+    # would then differ between an offline and an online run of the same stage.
+    tokenizer.init_kwargs.pop("local_files_only", None)
+    return tokenizer
 
 
 def load_model(

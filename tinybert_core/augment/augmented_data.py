@@ -3,7 +3,7 @@
 Layout: the input's columns (`idx`, `text_a`, optional `text_b`, `label`, any others) plus `source_idx`,
 the `idx` of the input example a row came from. Rows come grouped by source example in input order, the
 original row first, then its augmented rows; `idx` numbers the rows 0..n-1 in that order. On disk it is
-a `datasets` Arrow directory written by `save_to_disk`.
+a `datasets` Arrow directory written by `saved_datasets.save_dataset`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets, load_from_disk
+
+from tinybert_core.saved_datasets import save_dataset
 
 SOURCE_IDX = "source_idx"
 REQUIRED_COLUMNS = ("idx", "text_a", "label")
@@ -31,9 +33,9 @@ def concatenate_shards(shards: Sequence[Dataset]) -> Dataset:
 
 
 def save_augmented(dataset: Dataset, path: str | Path) -> None:
-    """Write an augmented dataset as an Arrow directory (`Dataset.save_to_disk`)."""
+    """Write an augmented dataset as an Arrow directory (`saved_datasets.save_dataset`)."""
     _check_columns(dataset, str(path))
-    dataset.save_to_disk(str(path))
+    save_dataset(dataset, path)
 
 
 def load_augmented(path: str | Path) -> Dataset:
