@@ -10,8 +10,8 @@ no general distillation, no task stage 1, no data augmentation. Scores are the G
 
 Profiles: "cpu" caps training sets and epochs so the whole report runs in about an hour on 2 cores (47 min
 measured); "gpu" uses the full training sets and the paper's task epoch counts (run it on a GPU machine). Both
-run general distillation for 10 epochs: the paper's 3 epochs are over English Wikipedia, and WikiText-2 is
-about 0.1% of that; at one epoch (125 steps) the cpu profile's STS-B student lost 11 points.
+run general distillation for 10 epochs: the paper's 3 epochs are over English Wikipedia (2.5B words); the
+WikiText-2 valid and test files here hold 0.46M; at one epoch (125 steps) the cpu profile's STS-B student lost 11 points.
 Augmentation uses GloVe neighbours for every word (the packaged teacher has no masked-LM head); pass
 --masked-lm bert-base-uncased where a hub is reachable for the paper's masked-LM candidates.
 """
