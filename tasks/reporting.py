@@ -11,6 +11,7 @@ import mlflow
 from tinybert_core.distiller import TrainResult
 from tinybert_core.plots import plot_eval_curve, plot_learning_curves, read_jsonl
 
+
 def jsonl_to_csv(source: Path, target: Path) -> Path:
     """One CSV row per JSON line, columns in first-seen order (what `dvc plots` reads)."""
     records = read_jsonl(source)
