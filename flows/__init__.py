@@ -4,3 +4,6 @@ import os
 
 # The pipeline runs offline by default; Prefect's usage telemetry would only log connection errors.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A flow called without `tasks.prefect_api.prefect_api` (from a notebook, say) falls back on Prefect's own temporary
+# server, whose 20 s start-up limit a busy machine exceeds.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "600")

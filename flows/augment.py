@@ -13,6 +13,7 @@ from tasks.augmentation import WORD_VECTORS_FILE, augment_config, augment_shard_
 from tasks.data import read_task_splits
 from tasks.params import STAGE_OUTPUTS, load_params
 from tasks.tracking import log_dataset
+from tasks.prefect_api import prefect_api
 
 
 @flow(name="augment")
@@ -38,10 +39,10 @@ def augment(params_file: str | None = None, overrides: dict[str, Any] | None = N
             )
             augmented = concatenate_shards([shard.result() for shard in shards])
         save_augmented(augmented, s.out_dir / "train")
-        log_dataset(augmented, "augmented-train", s.out_dir / "train", context="task_distillation")
+        log_dataset(augmented, "augmented-train", s.final_dir / "train", context="task_distillation")
         mlflow.log_metrics({"rows_in": len(train), "rows_out": len(augmented), "expansion": len(augmented) / len(train)})
         logger.info("augmented %d examples into %d rows", len(train), len(augmented))
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 def run(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
@@ -51,4 +52,5 @@ def run(params_file: str | None = None, overrides: dict[str, Any] | None = None)
 
 
 if __name__ == "__main__":
-    run()
+    with prefect_api():
+        run()

@@ -12,6 +12,7 @@ from tasks.data import read_task_splits
 from tasks.evaluation import compare_task, publish_report
 from tasks.models import encode_splits, task_teacher_source
 from tasks.params import STAGE_OUTPUTS
+from tasks.prefect_api import prefect_api
 
 
 @flow(name="evaluate")
@@ -28,8 +29,9 @@ def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = 
         teacher, student = recipe.task_model(teacher_source, spec), recipe.task_model(student_dir, spec)
         report = compare_task(teacher, student, spec, dev_sets, teacher_source, student_dir, s.params["evaluate"])
         get_run_logger().info("\n%s", publish_report(report, s.out_dir))
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 if __name__ == "__main__":
-    evaluate()
+    with prefect_api():
+        evaluate()

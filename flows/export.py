@@ -1,5 +1,5 @@
 """Stage 8: the final student in HF format with tokenizer and model card, ONNX fp32/int8 checked against
-PyTorch, registered in the MLflow model registry under an alias. Ends the pipeline's parent run."""
+PyTorch, registered in the MLflow model registry under an alias."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from tasks.data import first_dev_split, read_task_splits
 from tasks.export import onnx_task, register_task
 from tasks.models import encode_splits, task_teacher_source
 from tasks.params import STAGE_OUTPUTS
-from tasks.tracking import finish_parent, git_tags, lineage
+from tasks.tracking import git_tags, lineage
+from tasks.prefect_api import prefect_api
 
 UPSTREAM = ("prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate")
 
@@ -48,9 +49,9 @@ def export(params_file: str | None = None, overrides: dict[str, Any] | None = No
 
         example = {column: [splits["train"][0][column]] for column in spec.text_columns}
         register_task(hf_dir, section["registered_model_name"], section["alias"], example)
-    finish_parent()
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 if __name__ == "__main__":
-    export()
+    with prefect_api():
+        export()

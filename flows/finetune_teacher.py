@@ -12,6 +12,7 @@ from tasks.models import encode_splits, write_teacher_pointer
 from tasks.params import STAGE_OUTPUTS, train_config
 from tasks.reporting import finish_training_stage
 from tasks.training import finetune_teacher_task
+from tasks.prefect_api import prefect_api
 
 
 @flow(name="finetune_teacher")
@@ -21,7 +22,7 @@ def finetune_teacher(params_file: str | None = None, overrides: dict[str, Any] |
         if models["finetuned_teacher"]:
             get_run_logger().info("using the fine-tuned teacher %s; nothing to train", models["finetuned_teacher"])
             write_teacher_pointer(s.out_dir, models["finetuned_teacher"], fine_tuned_here=False)
-            return str(s.out_dir)
+            return str(s.final_dir)
 
         spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
         encoded = encode_splits(splits, models["teacher"], spec, s.params["data"]["max_seq_length"])
@@ -29,10 +30,11 @@ def finetune_teacher(params_file: str | None = None, overrides: dict[str, Any] |
         result = finetune_teacher_task(
             models["teacher"], spec, encoded["train"], encoded[first_dev_split(encoded)], config, s.scratch_dir(), s.out_dir
         )
-        write_teacher_pointer(s.out_dir, s.out_dir / "model", fine_tuned_here=True)
+        write_teacher_pointer(s.out_dir, s.final_dir / "model", fine_tuned_here=True)
         finish_training_stage(result, s.out_dir)
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 if __name__ == "__main__":
-    finetune_teacher()
+    with prefect_api():
+        finetune_teacher()

@@ -12,6 +12,7 @@ from tasks.params import STAGE_OUTPUTS, student_shape, train_config
 from tasks.reporting import finish_training_stage
 from tasks.tracking import log_dataset
 from tasks.training import general_distill_task
+from tasks.prefect_api import prefect_api
 
 
 @flow(name="general_distill")
@@ -26,8 +27,9 @@ def general_distill(params_file: str | None = None, overrides: dict[str, Any] | 
             models["teacher"], corpus, student_shape(models), config, s.scratch_dir(), s.out_dir, models["layer_map"]
         )
         finish_training_stage(result, s.out_dir)
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 if __name__ == "__main__":
-    general_distill()
+    with prefect_api():
+        general_distill()

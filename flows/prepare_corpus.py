@@ -10,16 +10,18 @@ from prefect import flow
 from flows.stage import stage
 from tasks.data import prepare_corpus_task
 from tasks.tracking import log_dataset
+from tasks.prefect_api import prefect_api
 
 
 @flow(name="prepare_corpus")
 def prepare_corpus(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
     with stage("prepare_corpus", params_file, overrides, sections=("prepare_corpus",)) as s:
         corpus = prepare_corpus_task(s.params["prepare_corpus"], s.params["models"]["teacher"], s.out_dir)
-        log_dataset(corpus, "general-corpus", s.out_dir, context="general_distillation")
+        log_dataset(corpus, "general-corpus", s.final_dir, context="general_distillation")
         mlflow.log_metric("sequences", len(corpus))
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 if __name__ == "__main__":
-    prepare_corpus()
+    with prefect_api():
+        prepare_corpus()

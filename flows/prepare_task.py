@@ -10,6 +10,7 @@ from prefect import flow
 from flows.stage import stage
 from tasks.data import load_task_splits, save_task_splits
 from tasks.tracking import log_dataset
+from tasks.prefect_api import prefect_api
 
 
 @flow(name="prepare_task")
@@ -18,10 +19,11 @@ def prepare_task(params_file: str | None = None, overrides: dict[str, Any] | Non
         spec, splits = load_task_splits(s.params["task"], s.params["data"], s.params["seed"])
         save_task_splits(spec, splits, s.out_dir)
         for name, split in splits.items():
-            log_dataset(split, f"{spec.name}-{name}", s.out_dir / name, context=name)
+            log_dataset(split, f"{spec.name}-{name}", s.final_dir / name, context=name)
             mlflow.log_metric(f"rows_{name}", len(split))
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 if __name__ == "__main__":
-    prepare_task()
+    with prefect_api():
+        prepare_task()

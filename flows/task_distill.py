@@ -16,6 +16,7 @@ from tasks.params import STAGE_OUTPUTS, student_shape, train_config
 from tasks.reporting import finish_training_stage
 from tasks.tracking import log_dataset
 from tasks.training import task_distill_task
+from tasks.prefect_api import prefect_api
 
 UPSTREAM = ("prepare_task", "general_distill", "finetune_teacher", "augment")
 
@@ -39,8 +40,9 @@ def task_distill(params_file: str | None = None, overrides: dict[str, Any] | Non
             train_config(section["stage2"], seed), section["temperature"], s.scratch_dir(), s.out_dir, models["layer_map"],
         )
         finish_training_stage(result, s.out_dir)
-    return str(s.out_dir)
+    return str(s.final_dir)
 
 
 if __name__ == "__main__":
-    task_distill()
+    with prefect_api():
+        task_distill()

@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tinybert_core.augment import AugmentConfig, Augmenter, build_augmenter, train_word_vectors
 from tinybert_core.corpus import iter_documents
 from tasks.params import resolve_source
+from tasks.retries import IO_TASK
 
 WORD_VECTORS_FILE = "word_vectors.txt"
 MAX_CORPUS_DOCUMENTS = 20_000  # enough text for useful neighbours, bounded time on CPU
@@ -39,7 +40,7 @@ def task_runner(name: str):
     raise ValueError(f"augment.task_runner must be thread, dask or ray, not {name!r}")
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_TASK)
 def train_vectors_task(corpus_section: dict[str, Any], train: Dataset, out_path: Path, seed: int) -> Path:
     """Word2vec vectors from the general corpus and the task's own sentences, saved in word2vec text format."""
     logger = get_run_logger()
@@ -73,7 +74,7 @@ def augment_config(section: dict[str, Any], seed: int) -> AugmentConfig:
     return AugmentConfig(p_t=section["p_t"], n_aug=section["n_aug"], k=section["k"], seed=seed)
 
 
-@task(retries=1, cache_policy=NO_CACHE)
+@task(**IO_TASK)
 def augment_shard_task(
     train: Dataset, shard_index: int, num_shards: int, config: AugmentConfig, vectors: str | None,
     vectors_limit: int | None, masked_lm: str | None,

@@ -8,7 +8,6 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset, load_from_disk
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from tinybert_core.corpus import prepare_corpus
 from tinybert_core.glue_data import load_fasttext_labelled, load_glue_split
@@ -16,9 +15,8 @@ from tinybert_core.glue_tasks import TaskSpec, default_polarity_path, get_task
 from tinybert_core.models import load_tokenizer
 from tinybert_core.saved_datasets import save_dataset
 from tasks.params import PROJECT_ROOT, resolve_source
+from tasks.retries import IO_TASK
 
-# DVC decides what reruns; Prefect's own caching would only second-guess it.
-IO_TASK = dict(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 TASK_INFO = "task.json"
 
 

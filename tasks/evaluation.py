@@ -16,6 +16,7 @@ from tinybert_core.comparison import compare, markdown_table
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.plots import plot_learning_curves, plot_teacher_vs_student
 from tasks.params import STAGE_OUTPUTS
+from tasks.retries import IO_TASK
 
 
 @task(cache_policy=NO_CACHE)
@@ -29,7 +30,7 @@ def compare_task(
     )
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_TASK)
 def publish_report(report: dict, out_dir: Path) -> str:
     """metrics.json for DVC, report.md, plots, MLflow metrics/artifacts and a Prefect markdown artifact."""
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

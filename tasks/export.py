@@ -14,6 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tinybert_core.evaluation import predict_logits
 from tinybert_core.onnx_export import check_parity, export_onnx, quantize_int8
+from tasks.retries import IO_TASK
 
 SERVING_CODE = Path(__file__).with_name("serving.py")
 
@@ -38,7 +39,7 @@ def onnx_task(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dev: D
     return summary
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_TASK)
 def register_task(hf_dir: Path, name: str, alias: str, example: dict[str, list[str]]) -> int:
     """Log the exported folder as a pyfunc model (from code, no pickle), register it and move `alias` to it."""
     info = mlflow.pyfunc.log_model(

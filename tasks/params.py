@@ -16,6 +16,8 @@ import yaml
 
 from tinybert_core.distiller import TrainConfig
 from tinybert_core.models import StudentShape
+from tasks.validation import ParamsError
+from tasks.validation import validate as check_params
 
 # The project folder the pipeline reads params from and writes outputs to: this checkout, unless a Prefect
 # worker or a test points TINYBERT_PROJECT_DIR at another one.
@@ -28,14 +30,25 @@ RUNS = PROJECT_ROOT / "runs"  # resumable training scratch (checkpoints), neithe
 _TRAIN_KEYS = {"epochs": "num_epochs"}
 
 
-def load_params(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """params.yaml as a dict, with dotted-key `overrides` ({"task_distill.stage1.epochs": 1}) applied."""
+def load_params(
+    path: Path | str | None = None, overrides: dict[str, Any] | None = None, validate: bool = True
+) -> dict[str, Any]:
+    """params.yaml as a dict, with dotted-key `overrides` ({"task_distill.stage1.epochs": 1}) applied.
+
+    With `validate` (the default) every section is checked before anything runs (`tasks.validation`): a bad
+    value anywhere stops the first stage, with one message listing every problem.
+    """
     path = Path(path or PARAMS_FILE)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run from the project root or pass the params file")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(path, [f"not valid YAML: {error}"]) from error
     for dotted, value in (overrides or {}).items():
         set_dotted(params, dotted, value, path)
+    if validate:
+        check_params(params, path, PROJECT_ROOT)
     return params
 
 
@@ -53,9 +66,16 @@ def set_dotted(params: dict[str, Any], dotted: str, value: Any, path: Path | str
 
 
 def train_config(section: dict[str, Any], seed: int, **fixed: Any) -> TrainConfig:
-    """A training section of params.yaml (epochs, batch_size, learning_rate, ...) as a TrainConfig."""
+    """A training section of params.yaml (epochs, batch_size, learning_rate, ...) as a TrainConfig.
+
+    `enabled` is the section's on/off switch, not a training knob; any other key TrainConfig lacks is an error
+    (params validation rejects it first, this guards callers that build sections in code).
+    """
     known = set(TrainConfig.__dataclass_fields__)
-    values = {_TRAIN_KEYS.get(k, k): v for k, v in section.items() if _TRAIN_KEYS.get(k, k) in known}
+    values = {_TRAIN_KEYS.get(k, k): v for k, v in section.items() if k != "enabled"}
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:
+        raise KeyError(f"training section has unknown keys {unknown}; known: {sorted(known)}")
     return TrainConfig(seed=seed, **values, **fixed)
 
 
@@ -63,13 +83,14 @@ def student_shape(models: dict[str, Any]) -> StudentShape:
     return StudentShape(**models["student"])
 
 
-def resolve_source(name: str) -> Path:
+def resolve_source(name: str, project_root: Path | None = None) -> Path:
     """A corpus source path; "gensim:<file>" names a file of gensim's bundled test data."""
     if name.startswith("gensim:"):
         spec = importlib.util.find_spec("gensim")
         path = Path(spec.origin).parent / "test" / "test_data" / name.removeprefix("gensim:")
     else:
-        path = Path(name) if Path(name).is_absolute() else PROJECT_ROOT / name
+        path = Path(name).expanduser()
+        path = path if path.is_absolute() else (project_root or PROJECT_ROOT) / path
     if not path.exists():
         raise FileNotFoundError(f"corpus source {name!r} not found at {path}")
     return path

@@ -3,10 +3,18 @@
 Store: SQLite at <project>/mlflow.db with artifacts in <project>/mlartifacts, unless MLFLOW_TRACKING_URI and
 MLFLOW_DEFAULT_ARTIFACT_ROOT say otherwise. Experiment: MLFLOW_EXPERIMENT_NAME or "tinybert-pipeline".
 
-Parent runs: the `tinybert_pipeline` flow creates one and passes it to its stages in TINYBERT_PARENT_RUN_ID.
-Under `dvc repro` every stage is its own process, so they find their parent by a key: the hash of params.yaml
-and the git commit. A parent stays RUNNING until the last stage (export) ends it; the next pipeline run with
-the same key then opens a new one.
+Parent runs: the `tinybert_pipeline` flow creates one, passes it to its stages in TINYBERT_PARENT_RUN_ID and
+closes it (FINISHED or FAILED) when it ends. Under `dvc repro` every stage is its own process, so they find their
+parent by a key, the hash of params.yaml and the git commit: every stage run made with the same params and code
+is a child of one parent, which is RUNNING while one of its stages runs, FAILED after a stage failed and FINISHED
+after a stage succeeded.
+
+No run stays RUNNING for ever: each run records its host and process id, and a stage that starts marks the runs of
+processes that no longer exist (a killed stage) KILLED; a rerun of a stage links the attempt it follows
+(`tinybert.previous_attempt`).
+
+Under `dvc exp run --temp` or `--queue` the project is a throwaway copy in .dvc/tmp/exps/; the store stays the
+project's own, so those runs are kept.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import warnings
 from pathlib import Path
@@ -23,6 +32,7 @@ from typing import Any, Iterator
 
 import mlflow
 from datasets import Dataset
+from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
 from tasks.params import PARAMS_FILE, PROJECT_ROOT
@@ -31,18 +41,44 @@ log = logging.getLogger(__name__)
 
 PARENT_ENV = "TINYBERT_PARENT_RUN_ID"
 PIPELINE_KEY_TAG = "tinybert.pipeline_key"
+PROCESS_TAG = "tinybert.process"  # host:pid of the process a run belongs to, to find runs whose process died
 RUN_POINTER = "mlflow_run.json"  # written into each stage's output folder: downstream lineage tags read it
 
 
+def store_root(project_root: Path = PROJECT_ROOT) -> Path:
+    """The folder holding the default MLflow store: the project, also when DVC runs it in a temporary copy.
+
+    `dvc exp run --temp` and queued experiments run in <repo>/.dvc/tmp/exps/<tmp>; a store there would be deleted
+    with the copy, and with it every run of the experiment.
+    """
+    parts = project_root.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return project_root
+
+
 def configure() -> str:
-    """Point MLflow at the project's store and return the experiment id (created on first use)."""
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+    """Point MLflow at the project's store and return the experiment id (created on first use).
+
+    The first use of a new SQLite store creates its schema; stages starting at the same moment would race on
+    that (`table _alembic_tmp_experiments already exists`), so first use is serialised by a file lock.
+    """
+    root = store_root()
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}")
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "tinybert-pipeline")
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifacts = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or (PROJECT_ROOT / "mlartifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifacts)
+    with _store_lock(mlflow.get_tracking_uri()):
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or (root / "mlartifacts").as_uri()
+        return mlflow.create_experiment(name, artifact_location=artifacts)
+
+
+def _store_lock(uri: str) -> contextlib.AbstractContextManager:
+    if uri.startswith("sqlite:///"):
+        return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=600)
+    return contextlib.nullcontext()  # a tracking server serialises its own schema set-up
 
 
 def git_tags() -> dict[str, str]:
@@ -62,10 +98,17 @@ def dvc_dependency_tags(stage: str) -> dict[str, str]:
 
         with Repo(str(PROJECT_ROOT)) as repo:
             (dvc_stage,) = repo.stage.collect(stage)
-            return {f"dvc.dep.{dep.def_path}": str(dep.get_hash().value) for dep in dvc_stage.deps}
+            return {f"dvc.dep.{dep.def_path}": _hash_text(dep.get_hash().value) for dep in dvc_stage.deps}
     except Exception as error:  # no DVC repository (a notebook, a plain checkout): lineage tags are optional
         log.info("no DVC dependency hashes for %s: %s", stage, error)
         return {}
+
+
+def _hash_text(value: object) -> str:
+    """A DVC hash as a tag; for a params file DVC's "hash" is the dict of the values used, so hash that."""
+    if isinstance(value, dict):
+        return "params-" + hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return str(value)
 
 
 def pipeline_parent(experiment_id: str) -> str:
@@ -74,43 +117,103 @@ def pipeline_parent(experiment_id: str) -> str:
         return os.environ[PARENT_ENV]
     params = PARAMS_FILE.read_bytes() if PARAMS_FILE.is_file() else b""
     key = hashlib.sha256(params + git_tags()["git.commit"].encode()).hexdigest()[:16]
-    runs = MlflowClient().search_runs(
-        [experiment_id], filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}' and attributes.status = 'RUNNING'",
-        max_results=1, order_by=["attributes.start_time DESC"],
-    )
-    if runs:
-        return runs[0].info.run_id
-    return start_parent(experiment_id, tags={PIPELINE_KEY_TAG: key})
+    with _store_lock(mlflow.get_tracking_uri()):  # two stages starting together must not open two parents
+        runs = MlflowClient().search_runs(
+            [experiment_id], filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}'",
+            max_results=1, order_by=["attributes.start_time DESC"],
+        )
+        if runs:
+            return runs[0].info.run_id
+        return start_parent(experiment_id, tags={PIPELINE_KEY_TAG: key})
 
 
 def start_parent(experiment_id: str, tags: dict[str, str] | None = None) -> str:
-    run = MlflowClient().create_run(experiment_id, run_name="tinybert-pipeline", tags={**git_tags(), **(tags or {})})
+    run = MlflowClient().create_run(
+        experiment_id, run_name="tinybert-pipeline", tags={**git_tags(), **_process_tags(), **(tags or {})}
+    )
     return run.info.run_id
 
 
-def finish_parent(run_id: str | None = None, status: str = "FINISHED") -> None:
-    """Close a pipeline's parent run: `run_id`, or the current pipeline's (the last stage calls this)."""
-    experiment_id = configure()
-    MlflowClient().set_terminated(run_id or pipeline_parent(experiment_id), status=status)
+def finish_parent(run_id: str, status: str = "FINISHED") -> None:
+    """Close a pipeline's parent run with `status` (FINISHED, FAILED or KILLED)."""
+    configure()
+    MlflowClient().set_terminated(run_id, status=status)
+
+
+def _process_tags() -> dict[str, str]:
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _process_alive(process: str) -> bool:
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname():
+        return True  # another machine's run: only that machine can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose process on this machine is gone (a stage killed mid-run)."""
+    client = MlflowClient()
+    closed = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500):
+        process = run.data.tags.get(PROCESS_TAG)
+        if process and not _process_alive(process):
+            client.set_tag(run.info.run_id, "tinybert.ended", f"process {process} was gone; marked KILLED")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+def _previous_attempt(experiment_id: str, parent: str, stage: str) -> str | None:
+    """The latest unfinished (FAILED or KILLED) run of `stage` under `parent`: what a rerun continues."""
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`tinybert.stage` = '{stage}' "
+        "and attributes.status != 'FINISHED' and attributes.status != 'RUNNING'",
+        max_results=1, order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].info.run_id if runs else None
 
 
 @contextlib.contextmanager
 def stage_run(stage: str, params: dict[str, Any], upstream: dict[str, Path] | None = None) -> Iterator[mlflow.ActiveRun]:
     """A child run for one stage: params, params.yaml, git/DVC/Prefect tags and upstream run ids."""
     experiment_id = configure()
+    close_dead_runs(experiment_id)
+    owned_parent = not os.environ.get(PARENT_ENV)  # a pipeline flow's parent is closed by the flow itself
+    parent = pipeline_parent(experiment_id)
+    client = MlflowClient()
     tags = {
-        "mlflow.parentRunId": pipeline_parent(experiment_id),
+        "mlflow.parentRunId": parent,
         "tinybert.stage": stage,
         **git_tags(),
         **dvc_dependency_tags(stage),
         **_prefect_tags(),
+        **_process_tags(),
         **lineage(upstream or {}),
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-        mlflow.log_params(_flatten(params))
-        if PARAMS_FILE.is_file():
-            mlflow.log_artifact(str(PARAMS_FILE))
-        yield run
+    if previous := _previous_attempt(experiment_id, parent, stage):
+        tags["tinybert.previous_attempt"] = previous
+    if owned_parent:
+        client.update_run(parent, status="RUNNING")
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+            mlflow.log_params(_flatten(params))
+            if PARAMS_FILE.is_file():
+                mlflow.log_artifact(str(PARAMS_FILE))
+            yield run
+    except BaseException as error:
+        if owned_parent:
+            client.set_terminated(parent, status="KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        raise
+    if owned_parent:
+        client.set_terminated(parent, status="FINISHED")
 
 
 def record_run(out_dir: Path, stage: str) -> None:

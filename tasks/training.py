@@ -12,7 +12,6 @@ from pathlib import Path
 
 from datasets import Dataset
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel
 
 from tinybert_core import recipe
@@ -20,10 +19,9 @@ from tinybert_core.distiller import TrainConfig, TrainResult
 from tinybert_core.export import export_hf
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.models import StudentShape, load_tokenizer
+from tasks.retries import TRAIN_TASK
 from tasks.tracking import log_metrics
 
-# One retry: it resumes from the checkpoint the failed attempt left behind.
-TRAIN_TASK = dict(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 LOG_FILES = ("train_log.jsonl", "eval_log.jsonl")
 
 

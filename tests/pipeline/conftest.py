@@ -48,7 +48,11 @@ def run(command: list[str], project: Path, env: dict, timeout: int = 900) -> sub
 @pytest.fixture(scope="session")
 def project(tmp_path_factory) -> tuple[Path, dict]:
     """The project's tracked and new files copied into a fresh git + DVC repository, and its environment."""
-    project = tmp_path_factory.mktemp("project")
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+def make_project(project: Path) -> tuple[Path, dict]:
+    """A copy of the project with tiny params in `project` (a git + DVC repository), and its environment."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.split()

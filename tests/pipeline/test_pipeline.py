@@ -52,6 +52,8 @@ def test_pipeline_flow_runs_every_stage_and_leaves_all_outputs(pipeline_run):
     assert (export / "hf" / "model.safetensors").is_file() and (export / "hf" / "README.md").is_file()
     assert (export / "onnx" / "model.onnx").is_file() and (export / "onnx" / "model.int8.onnx").is_file()
     assert (outputs / "student" / "stage1_train_log.csv").is_file()
+    # A finished stage clears its training scratch: a forced rerun trains afresh instead of resuming the old run.
+    assert not [p for p in (project / "runs").iterdir() if p.name != "staging"]
 
 
 def test_mlflow_holds_a_parent_run_with_a_child_per_stage_and_the_registered_student(pipeline_run):

@@ -1,0 +1,255 @@
+"""params.yaml checked before any stage does work: every key known, every value of the right type and range,
+every named file present. All problems are reported at once, each with its dotted key and the params file.
+
+Stages run in their own processes, one after another; without this a typo in the export section would surface
+only after an hour of training, and `epochs: 0` would "complete" with an untrained model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+# A field checker returns None when the value is fine, else what is wrong with it.
+Check = Callable[[Any], "str | None"]
+
+
+class ParamsError(ValueError):
+    """params.yaml (or an override) holds values the pipeline cannot run with; lists every problem found."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path, self.problems = str(path), problems
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{path}: {len(problems)} invalid parameter(s):\n{listed}")
+
+
+@dataclass(frozen=True)
+class Field:
+    check: Check
+    optional: bool = False  # null allowed
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            return f"must be {'a number' if kind is float else 'an integer'}, got {value!r}"
+        if kind is float and not math.isfinite(value):
+            return f"must be finite, got {value!r}"
+        if low is not None and (value <= low if low_open else value < low):
+            return f"must be {'>' if low_open else '>='} {low}, got {value!r}"
+        if high is not None and value > high:
+            return f"must be <= {high}, got {value!r}"
+        return None
+
+    return check
+
+
+def _choice(*allowed: Any) -> Check:
+    return lambda value: None if value in allowed else f"must be one of {list(allowed)}, got {value!r}"
+
+
+def _of_type(kind: type, what: str) -> Check:
+    def check(value: Any) -> str | None:
+        # bool is an int subclass in Python, and YAML's `yes`/`no` are bools: only a flag may be one.
+        right = isinstance(value, bool) if kind is bool else isinstance(value, kind) and not isinstance(value, bool)
+        return None if right else f"must be {what}, got {value!r}"
+
+    return check
+
+
+def _int_list(value: Any) -> str | None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        return f"must be a non-empty list of layer numbers >= 1, got {value!r}"
+    return None
+
+
+def _str_list(value: Any) -> str | None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        return f"must be a non-empty list of names, got {value!r}"
+    return None
+
+
+POSITIVE_INT = Field(_number(int, 1))
+POSITIVE_FLOAT = Field(_number(float, 0, low_open=True))
+FRACTION = Field(_number(float, 0, 1))
+TEXT = Field(_of_type(str, "text"))
+FLAG = Field(_of_type(bool, "true or false"))
+
+TRAINING = {  # the keys of every training section (general_distill, finetune_teacher, task_distill.stage1/2)
+    "epochs": POSITIVE_FLOAT,
+    "batch_size": POSITIVE_INT,
+    "learning_rate": POSITIVE_FLOAT,
+    "warmup_proportion": Field(_number(float, 0, 1)),
+    "weight_decay": Field(_number(float, 0)),
+    "max_grad_norm": POSITIVE_FLOAT,
+    "save_every": Field(_number(int, 0)),
+}
+
+SCHEMA: dict[str, Any] = {
+    "task": TEXT,
+    "seed": Field(_number(int, 0)),
+    "data": {
+        "glue_dir": Field(_of_type(str, "a folder path"), optional=True),
+        "max_train_examples": Field(_number(int, 1), optional=True),
+        "max_dev_examples": Field(_number(int, 1), optional=True),
+        "dev_fraction": Field(_number(float, 0, 1, low_open=True)),
+        "max_seq_length": Field(_number(int, 8)),
+    },
+    "models": {
+        "teacher": TEXT,
+        "finetuned_teacher": Field(_of_type(str, "a model folder or hub id"), optional=True),
+        "student": {
+            "num_layers": POSITIVE_INT,
+            "hidden_size": POSITIVE_INT,
+            "intermediate_size": POSITIVE_INT,
+            "num_heads": POSITIVE_INT,
+        },
+        "layer_map": Field(_int_list, optional=True),
+    },
+    "prepare_corpus": {
+        "sources": Field(_str_list),
+        "document_mode": Field(_choice("line", "blank_line")),
+        "max_seq_length": Field(_number(int, 16)),
+        "max_sequences": Field(_number(int, 1), optional=True),
+    },
+    "general_distill": TRAINING,
+    "finetune_teacher": TRAINING,
+    "augment": {
+        "enabled": FLAG,
+        "p_t": FRACTION,
+        "n_aug": Field(_number(int, 0)),
+        "k": POSITIVE_INT,
+        "masked_lm": Field(_of_type(str, "a model folder or hub id"), optional=True),
+        "word_vectors": Field(_of_type(str, "a vector file path"), optional=True),
+        "word_vectors_limit": Field(_number(int, 1), optional=True),
+        "num_shards": POSITIVE_INT,
+        "task_runner": Field(_choice("thread", "dask", "ray")),
+    },
+    "task_distill": {
+        "temperature": POSITIVE_FLOAT,
+        "stage1": {"enabled": FLAG, **TRAINING},
+        "stage2": TRAINING,
+        "general_student": FLAG,
+    },
+    "evaluate": {
+        "batch_size": POSITIVE_INT,
+        "speed_repeats": POSITIVE_INT,
+        "speed_seq_length": Field(_number(int, 8)),
+    },
+    "export": {
+        "onnx": FLAG,
+        "fp32_max_abs_logit_diff": POSITIVE_FLOAT,
+        "fp32_min_label_agreement": FRACTION,
+        "int8_min_label_agreement": FRACTION,
+        "registered_model_name": TEXT,
+        "alias": TEXT,
+    },
+}
+
+
+def schema_problems(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> list[str]:
+    """Every missing, unknown or ill-typed key of `params` against `schema`, as "dotted.key: what is wrong"."""
+    if not isinstance(params, dict):
+        return [f"{prefix.rstrip('.') or 'the file'}: must be a section (a mapping), got {params!r}"]
+    problems = [f"{prefix}{key}: unknown parameter (known here: {', '.join(schema)})" for key in params if key not in schema]
+    for key, spec in schema.items():
+        dotted = f"{prefix}{key}"
+        if key not in params:
+            problems.append(f"{dotted}: missing")
+        elif isinstance(spec, dict):
+            problems += schema_problems(params[key], spec, f"{dotted}.")
+        elif params[key] is None:
+            if not spec.optional:
+                problems.append(f"{dotted}: must be set (null is not allowed here)")
+        elif (wrong := spec.check(params[key])) is not None:
+            problems.append(f"{dotted}: {wrong}")
+    return problems
+
+
+def meaning_problems(params: dict[str, Any], project_root: Path) -> list[str]:
+    """What the types cannot say: the task exists, files exist, sizes fit the teacher. Runs after `schema_problems`."""
+    from tinybert_core.glue_tasks import get_task
+
+    problems = []
+    try:
+        spec = get_task(params["task"])
+    except ValueError as error:
+        return [f"task: {error}"]
+    data, models = params["data"], params["models"]
+    if data["glue_dir"]:
+        glue_dir = project_root / Path(data["glue_dir"]).expanduser()
+        for split in ("train", *spec.dev_splits):
+            if not (glue_dir / spec.glue_dir_name / f"{split}.tsv").is_file():
+                problems.append(f"data.glue_dir: {glue_dir / spec.glue_dir_name / f'{split}.tsv'} not found (task {spec.name})")
+    elif spec.name != "polarity":
+        problems.append(f"data.glue_dir: task {spec.name!r} needs a classic glue_data folder; only 'polarity' is embedded")
+    vectors = params["augment"]["word_vectors"]
+    if vectors and not (project_root / Path(vectors).expanduser()).is_file():
+        problems.append(f"augment.word_vectors: {project_root / Path(vectors).expanduser()} not found")
+    student = models["student"]
+    if student["hidden_size"] % student["num_heads"]:
+        problems.append(
+            f"models.student.hidden_size: {student['hidden_size']} is not divisible by models.student.num_heads "
+            f"({student['num_heads']})"
+        )
+    if models["layer_map"] and len(models["layer_map"]) != student["num_layers"]:
+        problems.append(
+            f"models.layer_map: {models['layer_map']} names {len(models['layer_map'])} teacher layers, the student has "
+            f"{student['num_layers']}"
+        )
+    problems += _source_problems(params["prepare_corpus"]["sources"], project_root)
+    problems += _position_problems(params, project_root)
+    return problems
+
+
+def _source_problems(sources: list[str], project_root: Path) -> list[str]:
+    from tasks.params import resolve_source
+
+    problems = []
+    for name in sources:
+        try:
+            resolve_source(name, project_root)
+        except FileNotFoundError as error:
+            problems.append(f"prepare_corpus.sources: {error}")
+    return problems
+
+
+def _position_problems(params: dict[str, Any], project_root: Path) -> list[str]:
+    """Sequence lengths must fit the teacher's position embeddings (else a tensor-size error an hour later)."""
+    from transformers import AutoConfig
+
+    from tinybert_core.models import ModelLoadError, resolve_model_source
+
+    teacher = params["models"]["finetuned_teacher"] or params["models"]["teacher"]
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_source(teacher), trust_remote_code=False)
+    except ModelLoadError as error:
+        return [f"models.teacher: {error}"]
+    except (OSError, ValueError):
+        return []  # a hub id offline: the stage that loads it says so with the full story
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return []
+    # RoBERTa-style position ids start after the padding index, so two positions are not usable.
+    usable = positions - (config.pad_token_id + 1 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else 0)
+    problems = []
+    for key, value in (("data.max_seq_length", params["data"]["max_seq_length"]),
+                       ("prepare_corpus.max_seq_length", params["prepare_corpus"]["max_seq_length"]),
+                       ("evaluate.speed_seq_length", params["evaluate"]["speed_seq_length"])):
+        if value > usable:
+            problems.append(f"{key}: {value} tokens exceed the teacher's {usable} positions ({teacher})")
+    return problems
+
+
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+
+
+def validate(params: dict[str, Any], path: Path | str, project_root: Path) -> None:
+    """Raise ParamsError listing every problem of `params` (read from `path`); return quietly when all is well."""
+    problems = schema_problems(params)
+    if not problems:
+        problems = meaning_problems(params, project_root)
+    if problems:
+        raise ParamsError(path, problems)
