@@ -44,7 +44,19 @@ def prefect_api(timeout: float | None = None) -> Iterator[str]:
         yield configured
         return
     with temporary_server(timeout) as url, temporary_settings(updates={PREFECT_API_URL: url}):
-        yield url
+        try:
+            yield url
+        finally:
+            _flush_logs()  # before the server goes: the last log lines of the flow are still queued for it
+
+
+def _flush_logs() -> None:
+    from prefect.logging.handlers import APILogHandler
+
+    try:
+        APILogHandler.flush()
+    except Exception:  # noqa: BLE001 - losing a log line at exit must not turn a finished stage into a failed one
+        pass
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import mlflow
+from prefect.artifacts import create_markdown_artifact
 
 from tinybert_core.distiller import TrainResult
 from tinybert_core.plots import plot_eval_curve, plot_learning_curves, read_jsonl
@@ -38,3 +39,9 @@ def finish_training_stage(result: TrainResult, out_dir: Path) -> None:
             mlflow.log_artifact(str(plot_eval_curve(log, "score", out_dir / log.name.replace(".jsonl", ".png"))), "plots")
     if train_logs:
         mlflow.log_artifact(str(plot_learning_curves(train_logs, out_dir / "learning_curves.png")), "plots")
+    rows = [("final " + k, v) for k, v in result.final_losses.items()] + [("dev " + k, v) for k, v in result.eval_metrics.items()]
+    table = "\n".join(["| metric | value |", "|---|---|", *(f"| {name} | {value:.4g} |" for name, value in rows)])
+    create_markdown_artifact(
+        markdown=f"### {out_dir.name}: {result.state.step} optimizer steps\n\n{table}\n", key=out_dir.name.replace("_", "-"),
+        description=f"{out_dir.name} training summary",
+    )

@@ -26,13 +26,16 @@ import logging
 import os
 import socket
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
+import yaml
 from datasets import Dataset
 from filelock import FileLock
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from tasks.params import PARAMS_FILE, PROJECT_ROOT
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PARENT_ENV = "TINYBERT_PARENT_RUN_ID"
 PIPELINE_KEY_TAG = "tinybert.pipeline_key"
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 PROCESS_TAG = "tinybert.process"  # host:pid of the process a run belongs to, to find runs whose process died
 RUN_POINTER = "mlflow_run.json"  # written into each stage's output folder: downstream lineage tags read it
 
@@ -72,7 +76,8 @@ def configure() -> str:
         if experiment is not None:
             return experiment.experiment_id
         artifacts = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or (root / "mlartifacts").as_uri()
-        return mlflow.create_experiment(name, artifact_location=artifacts)
+        # Without the kind, MLflow 3's UI guesses "GenAI" and opens the experiment on its (empty) traces page.
+        return mlflow.create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
 
 
 def _store_lock(uri: str) -> contextlib.AbstractContextManager:
@@ -87,7 +92,8 @@ def git_tags() -> dict[str, str]:
         return result.stdout.strip() if result.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    # Code only: params.yaml and dvc.lock change with every experiment, and runs log their params anyway.
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!params.yaml", ":!dvc.lock"))
     return {"git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
 
 
@@ -128,10 +134,26 @@ def pipeline_parent(experiment_id: str) -> str:
 
 
 def start_parent(experiment_id: str, tags: dict[str, str] | None = None) -> str:
-    run = MlflowClient().create_run(
+    """A new parent run carrying the whole params.yaml as its params (the stages' children log their sections)."""
+    client = MlflowClient()
+    run = client.create_run(
         experiment_id, run_name="tinybert-pipeline", tags={**git_tags(), **_process_tags(), **(tags or {})}
     )
+    if PARAMS_FILE.is_file():
+        flat = _flatten(yaml.safe_load(PARAMS_FILE.read_text()) or {})
+        params = [Param(key, str(value)[:6000]) for key, value in flat.items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run.info.run_id, params=params[start : start + 100])
     return run.info.run_id
+
+
+def log_to_parent(metrics: dict[str, float]) -> None:
+    """Put headline numbers (teacher, student, retention) on the pipeline's parent run, where people look first."""
+    run = mlflow.active_run()
+    parent = run.data.tags.get("mlflow.parentRunId") if run else None
+    if parent:
+        now = int(time.time() * 1000)
+        MlflowClient().log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
 
 def finish_parent(run_id: str, status: str = "FINISHED") -> None:
@@ -204,6 +226,7 @@ def stage_run(stage: str, params: dict[str, Any], upstream: dict[str, Path] | No
         client.update_run(parent, status="RUNNING")
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+            client.set_tag(parent, f"tinybert.stage_run.{stage}", run.info.run_id)  # the parent links its stages
             mlflow.log_params(_flatten(params))
             if PARAMS_FILE.is_file():
                 mlflow.log_artifact(str(PARAMS_FILE))

@@ -7,7 +7,9 @@ Metrics stream to the active MLflow run; the trained model is saved in HF format
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from pathlib import Path
 
 from datasets import Dataset
@@ -23,6 +25,41 @@ from tasks.retries import TRAIN_TASK
 from tasks.tracking import log_metrics
 
 LOG_FILES = ("train_log.jsonl", "eval_log.jsonl")
+
+
+def planned_steps(config: TrainConfig, examples: int) -> int:
+    """Optimizer steps a run of `config` over `examples` rows takes (what the progress lines count towards)."""
+    return config.max_steps or math.ceil(config.num_epochs * math.ceil(examples / config.batch_size))
+
+
+class TrainingProgress:
+    """The distiller's metrics callback in the pipeline: every record to MLflow, and per log window a line in the
+    Prefect flow run's log with the step, loss, examples/s and the time left, so a long stage is visible there.
+
+    `totals` maps a metrics prefix ("" for one-stage training, "stage1"/"stage2" for task distillation) to the
+    steps that stage plans.
+    """
+
+    def __init__(self, totals: dict[str, int]):
+        self.totals = totals
+        self.first_seen: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, metrics: dict[str, float], step: int) -> None:
+        log_metrics(metrics, step)
+        loss_key = next((key for key in metrics if key.endswith("train/loss")), None)
+        if loss_key is None:  # dev metrics
+            get_run_logger().info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            return
+        prefix = loss_key.removesuffix("train/loss").rstrip("/")
+        total = self.totals.get(prefix)
+        started, first_step = self.first_seen.setdefault(prefix, (time.monotonic(), step))
+        done, left = step - first_step, (total - step if total else None)
+        eta = f"{(time.monotonic() - started) / done * left:.0f} s" if done and left is not None else "after the next window"
+        speed = metrics.get(loss_key.replace("loss", "examples_per_s"), float("nan"))
+        get_run_logger().info(
+            "%s step %d/%s: loss %.4f, %.1f examples/s, ETA %s", prefix or "training", step, total or "?",
+            metrics[loss_key], speed, eta,
+        )
 
 
 def keep_logs(run_dir: Path, out_dir: Path, prefix: str = "") -> None:
@@ -43,7 +80,8 @@ def finetune_teacher_task(
     teacher: str, spec: TaskSpec, train: Dataset, dev: Dataset, config: TrainConfig, run_dir: Path, out_dir: Path
 ) -> TrainResult:
     get_run_logger().info("fine-tuning %s on %s (%d examples)", teacher, spec.name, len(train))
-    result = recipe.finetune_teacher(teacher, spec, train, dev, config, run_dir, on_log=log_metrics)
+    progress = TrainingProgress({"": planned_steps(config, len(train))})
+    result = recipe.finetune_teacher(teacher, spec, train, dev, config, run_dir, on_log=progress)
     _save(result.student, teacher, out_dir)
     keep_logs(Path(run_dir), out_dir)
     return result
@@ -55,7 +93,8 @@ def general_distill_task(
     layer_map: list[int] | None = None,
 ) -> TrainResult:
     get_run_logger().info("general distillation of %s into %s on %d sequences", teacher, shape, len(corpus))
-    result = recipe.general_distill(teacher, corpus, shape, config, run_dir, layer_map=layer_map, on_log=log_metrics)
+    progress = TrainingProgress({"": planned_steps(config, len(corpus))})
+    result = recipe.general_distill(teacher, corpus, shape, config, run_dir, layer_map=layer_map, on_log=progress)
     _save(result.student, teacher, out_dir)
     keep_logs(Path(run_dir), out_dir)
     return result
@@ -69,9 +108,12 @@ def task_distill_task(
 ) -> TrainResult:
     logger = get_run_logger()
     logger.info("task distillation on %d examples: %s", len(train), "stage 1 + stage 2" if stage1 else "stage 2 only")
+    totals = {"stage2": planned_steps(stage2, len(train))}
+    if stage1 is not None:
+        totals["stage1"] = planned_steps(stage1, len(train))
     result = recipe.task_distill(
         teacher, student, spec, train, dev, stage1, stage2, run_dir, temperature=temperature,
-        layer_map=layer_map, on_log=log_metrics,
+        layer_map=layer_map, on_log=TrainingProgress(totals),
     )
     _save(result.student, tokenizer_source, out_dir)
     for stage in ("stage1", "stage2"):

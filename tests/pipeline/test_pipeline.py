@@ -21,11 +21,11 @@ from tests.pipeline.conftest import run, set_params
 STAGES = ["prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate", "export"]
 DVC = str(Path(sys.executable).with_name("dvc"))
 DRIVER = """
-import json
+import json, sys
 from prefect.testing.utilities import prefect_test_harness
 from flows.tinybert_pipeline import tinybert_pipeline
 with prefect_test_harness():
-    print("OUTCOME", json.dumps(tinybert_pipeline()))
+    print("OUTCOME", json.dumps(tinybert_pipeline(overrides=json.loads(sys.argv[1]) if len(sys.argv) > 1 else None)))
 """
 
 
@@ -103,6 +103,24 @@ def test_a_rerun_that_reproduces_its_outputs_leaves_later_stages_alone(pipeline_
     result = run([DVC, "status"], project, env)
     assert "up to date" in result.stdout, result.stdout
     assert (project / "outputs" / "general_student" / "mlflow_run.json").is_file()  # lineage still has its pointer
+
+
+def test_deployment_overrides_apply_to_the_run_only(pipeline_run):
+    """A run with overrides leaves params.yaml as it was, is saved as a DVC experiment and says what it overrode."""
+    project, env, _ = pipeline_run
+    before = (project / "params.yaml").read_bytes()
+    overrides = {"export.alias": "override-check"}
+    result = run([sys.executable, "-c", DRIVER, json.dumps(overrides)], project, env)
+    outcome = json.loads(re.search(r"OUTCOME (.*)", result.stdout).group(1))
+    assert outcome["export"] == "ran" and outcome["task_distill"] == "up to date"
+    assert (project / "params.yaml").read_bytes() == before
+    assert "prefect-" in run([DVC, "exp", "list", "--name-only"], project, env).stdout
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient()
+    assert client.get_model_version_by_alias("tinybert-student", "override-check")
+    experiment = client.get_experiment_by_name("tinybert-pipeline")
+    (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.`tinybert.overrides` LIKE '%override-check%'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["git.dirty"] == "false"
 
 
 def test_augment_shards_on_a_dask_cluster_give_the_same_rows_as_threads(pipeline_run):

@@ -145,7 +145,9 @@ def test_three_stages_starting_at_once_on_a_new_sqlite_store_all_succeed(fresh_p
 
 def test_a_temporary_dvc_experiment_keeps_its_runs_in_the_projects_store(fresh_project):
     project, env = fresh_project
-    env = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_DEFAULT_ARTIFACT_ROOT")}
+    # As a user runs it: the project (and its default store) is wherever the code runs, here DVC's temporary copy.
+    unset = ("MLFLOW_TRACKING_URI", "MLFLOW_DEFAULT_ARTIFACT_ROOT", "TINYBERT_PROJECT_DIR", "PYTHONPATH")
+    env = {k: v for k, v in env.items() if k not in unset}
     run([DVC, "exp", "run", "--temp", "prepare_task"], project, env)
     runs = runs_of(f"sqlite:///{project / 'mlflow.db'}")
     assert [(r.info.run_name, r.info.status) for r in runs if r.info.run_name == "prepare_task"] == [("prepare_task", "FINISHED")]
