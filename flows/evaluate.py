@@ -1,4 +1,4 @@
-"""Stage 7: GLUE dev metrics of teacher and student, retention, size and speed; metrics.json for DVC."""
+"""Stage 7: GLUE dev metrics of teacher and student, retention, size and speed; scores.json and timings.json for DVC."""
 
 from __future__ import annotations
 
