@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.cli import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tasks.data import read_task_splits
@@ -32,4 +33,4 @@ def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = 
 
 
 if __name__ == "__main__":
-    evaluate()
+    stage_main("evaluate", evaluate)

@@ -9,6 +9,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.cli import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tinybert_core.export import export_hf, model_card
@@ -56,4 +57,4 @@ def export(params_file: str | None = None, overrides: dict[str, Any] | None = No
 
 
 if __name__ == "__main__":
-    export()
+    stage_main("export", export)

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.cli import stage_main
 from flows.stage import stage
 from tasks.data import first_dev_split, read_task_splits
 from tasks.models import encode_splits, write_teacher_pointer
@@ -35,4 +36,4 @@ def finetune_teacher(params_file: str | None = None, overrides: dict[str, Any] |
 
 
 if __name__ == "__main__":
-    finetune_teacher()
+    stage_main("finetune_teacher", finetune_teacher)

@@ -7,6 +7,7 @@ from typing import Any
 from datasets import load_from_disk
 from prefect import flow
 
+from flows.cli import stage_main
 from flows.stage import stage
 from tasks.params import STAGE_OUTPUTS, student_shape, train_config
 from tasks.reporting import finish_training_stage
@@ -30,4 +31,4 @@ def general_distill(params_file: str | None = None, overrides: dict[str, Any] | 
 
 
 if __name__ == "__main__":
-    general_distill()
+    stage_main("general_distill", general_distill)

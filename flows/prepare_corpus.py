@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.cli import stage_main
 from flows.stage import stage
 from tasks.data import prepare_corpus_task
 from tasks.tracking import log_dataset
@@ -22,4 +23,4 @@ def prepare_corpus(params_file: str | None = None, overrides: dict[str, Any] | N
 
 
 if __name__ == "__main__":
-    prepare_corpus()
+    stage_main("prepare_corpus", prepare_corpus)

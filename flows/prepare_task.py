@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.cli import stage_main
 from flows.stage import stage
 from tasks.data import load_task_splits, save_task_splits
 from tasks.tracking import log_dataset
@@ -24,4 +25,4 @@ def prepare_task(params_file: str | None = None, overrides: dict[str, Any] | Non
 
 
 if __name__ == "__main__":
-    prepare_task()
+    stage_main("prepare_task", prepare_task)

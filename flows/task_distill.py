@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.cli import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tinybert_core.augment import load_augmented
@@ -43,4 +44,4 @@ def task_distill(params_file: str | None = None, overrides: dict[str, Any] | Non
 
 
 if __name__ == "__main__":
-    task_distill()
+    stage_main("task_distill", task_distill)
