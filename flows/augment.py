@@ -7,7 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow, get_run_logger, unmapped
 
-from flows.cli import stage_main
+from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core.augment import concatenate_shards, save_augmented
 from tasks.augmentation import WORD_VECTORS_FILE, augment_config, augment_shard_task, task_runner, train_vectors_task

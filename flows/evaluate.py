@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.cli import stage_main
+from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tasks.data import read_task_splits

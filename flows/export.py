@@ -9,7 +9,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
-from flows.cli import stage_main
+from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tinybert_core.export import export_hf, model_card

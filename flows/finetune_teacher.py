@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.cli import stage_main
+from flows.arguments import stage_main
 from flows.stage import stage
 from tasks.data import first_dev_split, read_task_splits
 from tasks.models import encode_splits, write_teacher_pointer

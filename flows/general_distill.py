@@ -7,7 +7,7 @@ from typing import Any
 from datasets import load_from_disk
 from prefect import flow
 
-from flows.cli import stage_main
+from flows.arguments import stage_main
 from flows.stage import stage
 from tasks.params import STAGE_OUTPUTS, student_shape, train_config
 from tasks.reporting import finish_training_stage

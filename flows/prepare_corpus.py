@@ -7,7 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
-from flows.cli import stage_main
+from flows.arguments import stage_main
 from flows.stage import stage
 from tasks.data import prepare_corpus_task
 from tasks.tracking import log_dataset

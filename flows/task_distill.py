@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.cli import stage_main
+from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tinybert_core.augment import load_augmented

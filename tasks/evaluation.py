@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 
 from tinybert_core.comparison import compare, markdown_table
 from tinybert_core.glue_tasks import TaskSpec
-from tinybert_core.plots import plot_learning_curves, plot_teacher_vs_student
+from tinybert_core.plots import plot_eval_curve, plot_learning_curves, plot_teacher_vs_student
 from tasks.params import STAGE_OUTPUTS
 
 
@@ -60,6 +60,10 @@ def publish_report(report: dict, out_dir: Path) -> str:
         ) if path.is_file()
     }
     plot_learning_curves(train_logs, plots / "learning_curves.png")
+    # The training stages draw nothing (their outputs must not depend on plots.py): their dev curves are drawn here.
+    for stage in ("general_distill", "finetune_teacher", "task_distill"):
+        for log in sorted(STAGE_OUTPUTS[stage].glob("*eval_log.jsonl")):
+            plot_eval_curve(log, "score", plots / f"{stage}_{log.stem}.png")
 
     for role in ("teacher", "student"):
         for split, metrics in report[role].items():

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from flows import cli
+from flows import arguments, cli
 from tests.conftest import REPO_ROOT
 
 STAGE_MODULES = ["prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate", "export"]
@@ -90,7 +90,7 @@ def test_set_values_arrive_typed_at_the_stage():
 
     argv = ["--params", "other.yaml", "--set", "task_distill.stage2.learning_rate=3e-4", "--set", "task=sst2",
             "--set", "models.finetuned_teacher=null", "--set", "prepare_corpus.sources=[a.txt, b.txt]", "--set", "augment.n_aug=4"]
-    assert cli.stage_main("task_distill", stage_flow, argv) == "done"
+    assert arguments.stage_main("task_distill", stage_flow, argv) == "done"
     assert received == {
         "params_file": "other.yaml",
         "overrides": {"task_distill.stage2.learning_rate": 3e-4, "task": "sst2", "models.finetuned_teacher": None,
