@@ -7,13 +7,13 @@ from typing import Any
 import mlflow
 from prefect import flow, get_run_logger, unmapped
 
+from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core.augment import concatenate_shards, save_augmented
 from tasks.augmentation import WORD_VECTORS_FILE, augment_config, augment_shard_task, task_runner, train_vectors_task
 from tasks.data import read_task_splits
 from tasks.params import STAGE_OUTPUTS, load_params
 from tasks.tracking import log_dataset
-from tasks.prefect_api import prefect_api
 
 
 @flow(name="augment")
@@ -52,5 +52,4 @@ def run(params_file: str | None = None, overrides: dict[str, Any] | None = None)
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        run()
+    stage_main("augment", run)

@@ -1,4 +1,4 @@
-"""Stage 7: GLUE dev metrics of teacher and student, retention, size and speed; metrics.json for DVC."""
+"""Stage 7: GLUE dev metrics of teacher and student, retention, size and speed; scores.json and timings.json for DVC."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tasks.data import read_task_splits
 from tasks.evaluation import compare_task, publish_report
 from tasks.models import encode_splits, task_teacher_source
 from tasks.params import STAGE_OUTPUTS
-from tasks.prefect_api import prefect_api
 
 
 @flow(name="evaluate")
@@ -33,5 +33,4 @@ def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = 
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        evaluate()
+    stage_main("evaluate", evaluate)

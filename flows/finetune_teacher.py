@@ -6,13 +6,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.arguments import stage_main
 from flows.stage import stage
 from tasks.data import first_dev_split, read_task_splits
 from tasks.models import encode_splits, write_teacher_pointer
 from tasks.params import STAGE_OUTPUTS, train_config
 from tasks.reporting import finish_training_stage
 from tasks.training import finetune_teacher_task
-from tasks.prefect_api import prefect_api
 
 
 @flow(name="finetune_teacher")
@@ -36,5 +36,4 @@ def finetune_teacher(params_file: str | None = None, overrides: dict[str, Any] |
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        finetune_teacher()
+    stage_main("finetune_teacher", finetune_teacher)

@@ -7,12 +7,12 @@ from typing import Any
 from datasets import load_from_disk
 from prefect import flow
 
+from flows.arguments import stage_main
 from flows.stage import stage
 from tasks.params import STAGE_OUTPUTS, student_shape, train_config
 from tasks.reporting import finish_training_stage
 from tasks.tracking import log_dataset
 from tasks.training import general_distill_task
-from tasks.prefect_api import prefect_api
 
 
 @flow(name="general_distill")
@@ -31,5 +31,4 @@ def general_distill(params_file: str | None = None, overrides: dict[str, Any] | 
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        general_distill()
+    stage_main("general_distill", general_distill)

@@ -7,10 +7,10 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.arguments import stage_main
 from flows.stage import stage
 from tasks.data import prepare_corpus_task
 from tasks.tracking import log_dataset
-from tasks.prefect_api import prefect_api
 
 
 @flow(name="prepare_corpus")
@@ -23,5 +23,4 @@ def prepare_corpus(params_file: str | None = None, overrides: dict[str, Any] | N
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        prepare_corpus()
+    stage_main("prepare_corpus", prepare_corpus)

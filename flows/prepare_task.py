@@ -7,10 +7,10 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.arguments import stage_main
 from flows.stage import stage
 from tasks.data import load_task_splits, save_task_splits
 from tasks.tracking import log_dataset
-from tasks.prefect_api import prefect_api
 
 
 @flow(name="prepare_task")
@@ -25,5 +25,4 @@ def prepare_task(params_file: str | None = None, overrides: dict[str, Any] | Non
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        prepare_task()
+    stage_main("prepare_task", prepare_task)

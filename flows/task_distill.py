@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
 from tinybert_core.augment import load_augmented
@@ -16,7 +17,6 @@ from tasks.params import STAGE_OUTPUTS, student_shape, train_config
 from tasks.reporting import finish_training_stage
 from tasks.tracking import log_dataset
 from tasks.training import task_distill_task
-from tasks.prefect_api import prefect_api
 
 UPSTREAM = ("prepare_task", "general_distill", "finetune_teacher", "augment")
 
@@ -44,5 +44,4 @@ def task_distill(params_file: str | None = None, overrides: dict[str, Any] | Non
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        task_distill()
+    stage_main("task_distill", task_distill)

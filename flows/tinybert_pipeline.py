@@ -24,7 +24,6 @@ from prefect.runtime import flow_run
 
 from flows import augment, evaluate, export, finetune_teacher, general_distill, prepare_corpus, prepare_task, task_distill
 from tasks.params import PARAMS_FILE, PROJECT_ROOT, load_params, set_dotted
-from tasks.prefect_api import prefect_api
 from tasks.tracking import PARENT_ENV, configure, finish_parent, start_parent
 
 STAGES: list[tuple[str, Callable[..., str]]] = [
@@ -116,5 +115,6 @@ def tinybert_pipeline(overrides: dict[str, Any] | None = None, force: bool = Fal
 
 
 if __name__ == "__main__":
-    with prefect_api():
-        tinybert_pipeline()
+    from flows.arguments import run_with_api
+
+    run_with_api(tinybert_pipeline, None, {})

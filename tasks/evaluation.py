@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 
 from tinybert_core.comparison import compare, markdown_table
 from tinybert_core.glue_tasks import TaskSpec
-from tinybert_core.plots import plot_learning_curves, plot_teacher_vs_student
+from tinybert_core.plots import plot_eval_curve, plot_learning_curves, plot_teacher_vs_student
 from tasks.params import STAGE_OUTPUTS
 from tasks.retries import IO_TASK
 
@@ -30,10 +30,22 @@ def compare_task(
     )
 
 
+def write_metrics(report: dict, out_dir: Path) -> tuple[Path, Path]:
+    """The report as two DVC metrics files: scores.json (what the models are worth, the same on every run of the
+    same models and data) and timings.json (its "speed": this machine, this moment). Export reads the scores
+    only, so a rerun that changes nothing but the timings does not register the model again."""
+    scores = {key: value for key, value in report.items() if key != "speed"}
+    paths = out_dir / "scores.json", out_dir / "timings.json"
+    for path, values in zip(paths, (scores, report["speed"])):
+        path.write_text(json.dumps(values, indent=2) + "\n")
+    return paths
+
+
 @task(**IO_TASK)
 def publish_report(report: dict, out_dir: Path) -> str:
-    """metrics.json for DVC, report.md, plots, MLflow metrics/artifacts and a Prefect markdown artifact."""
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    """scores.json and timings.json for DVC, report.md, plots, MLflow metrics/artifacts and a Prefect markdown
+    artifact."""
+    metrics_files = write_metrics(report, out_dir)
     markdown = markdown_table(report)
     (out_dir / "report.md").write_text(markdown)
 
@@ -49,6 +61,10 @@ def publish_report(report: dict, out_dir: Path) -> str:
         ) if path.is_file()
     }
     plot_learning_curves(train_logs, plots / "learning_curves.png")
+    # The training stages draw nothing (their outputs must not depend on plots.py): their dev curves are drawn here.
+    for stage in ("general_distill", "finetune_teacher", "task_distill"):
+        for log in sorted(STAGE_OUTPUTS[stage].glob("*eval_log.jsonl")):
+            plot_eval_curve(log, "score", plots / f"{stage}_{log.stem}.png")
 
     for role in ("teacher", "student"):
         for split, metrics in report[role].items():
@@ -58,6 +74,7 @@ def publish_report(report: dict, out_dir: Path) -> str:
     mlflow.log_metric("compression", report["size"]["compression"])
     mlflow.log_artifacts(str(plots), artifact_path="plots")
     mlflow.log_artifact(str(out_dir / "report.md"))
-    mlflow.log_artifact(str(out_dir / "metrics.json"))
+    for path in metrics_files:
+        mlflow.log_artifact(str(path))
     create_markdown_artifact(markdown=markdown, key=f"evaluation-{report['task']}".replace("_", "-"), description="teacher vs student")
     return markdown

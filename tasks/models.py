@@ -22,9 +22,14 @@ def write_teacher_pointer(out_dir: Path, source: str | Path, fine_tuned_here: bo
     (out_dir / TEACHER_POINTER).write_text(json.dumps({"source": source, "fine_tuned_here": fine_tuned_here}) + "\n")
 
 
+def task_teacher_name() -> str:
+    """The task teacher as the pointer names it: relative inside the project, the same in every clone."""
+    return json.loads((STAGE_OUTPUTS["finetune_teacher"] / TEACHER_POINTER).read_text())["source"]
+
+
 def task_teacher_source() -> str:
-    pointer = json.loads((STAGE_OUTPUTS["finetune_teacher"] / TEACHER_POINTER).read_text())
-    source = pointer["source"]
+    """The task teacher as a path or name to load it from."""
+    source = task_teacher_name()
     return str(PROJECT_ROOT / source) if (PROJECT_ROOT / source).exists() else source
 
 

@@ -72,14 +72,17 @@ def markdown_table(report: dict) -> str:
         for metric, value in teacher_metrics.items():
             retention = f"{100 * report['retention'][split]:.1f}%" if metric == SCORE else ""
             lines.append(f"| {split} | {metric} | {100 * value:.2f} | {100 * report['student'][split][metric]:.2f} | {retention} |")
-    size, speed = report["size"], report["speed"]
+    size, speed = report["size"], report.get("speed")  # no speed: a report kept free of timings (model card)
     lines += [
         "",
         f"- parameters: teacher {size['teacher']['parameters'] / 1e6:.1f}M, student {size['student']['parameters'] / 1e6:.1f}M "
         f"({size['compression']:.1f}x smaller)",
-        f"- speed on {speed['device']} (sequence {speed['seq_length']}): batch 1 {speed['batch1']['teacher_ms']:.1f} ms -> "
-        f"{speed['batch1']['student_ms']:.1f} ms ({speed['batch1']['speedup']:.1f}x); batch 32 "
-        f"{speed['batch32']['teacher_examples_per_s']:.0f} -> {speed['batch32']['student_examples_per_s']:.0f} examples/s "
-        f"({speed['batch32']['speedup']:.1f}x)",
     ]
+    if speed:
+        lines.append(
+            f"- speed on {speed['device']} (sequence {speed['seq_length']}): batch 1 {speed['batch1']['teacher_ms']:.1f} ms -> "
+            f"{speed['batch1']['student_ms']:.1f} ms ({speed['batch1']['speedup']:.1f}x); batch 32 "
+            f"{speed['batch32']['teacher_examples_per_s']:.0f} -> {speed['batch32']['student_examples_per_s']:.0f} examples/s "
+            f"({speed['batch32']['speedup']:.1f}x)"
+        )
     return "\n".join(lines) + "\n"

@@ -1,0 +1,63 @@
+"""The command line: `tinybert stage <name>`, `tinybert pipeline`, and `python -m flows.<stage>`.
+
+    tinybert --help
+    tinybert stage task_distill --set task_distill.stage2.learning_rate=1e-4
+    tinybert pipeline --set task=sst2 --set data.glue_dir=../shared/data/glue --force
+    python -m flows.prepare_task --help          # every stage module takes the same options
+
+A stage's `--set` overrides apply to that run only: params.yaml stays as it is. `tinybert pipeline` hands them
+to the pipeline flow's `overrides`. A stage run from here runs outside DVC (dvc.lock is not updated):
+`dvc repro` and `dvc exp run -S` record runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from flows.arguments import SET_HELP, add_stage_options, parse_overrides
+
+
+def build_parser(stage_names: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinybert", description="TinyBERT distillation as a Prefect + DVC + MLflow pipeline.",
+        epilog="`dvc repro` runs what changed and records it in dvc.lock; these commands run without DVC's record.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    stage = commands.add_parser(
+        "stage", help="run one stage", description="Run one stage; its output folder is replaced."
+    )
+    stage.add_argument("name", choices=stage_names, help="the stage, as named in dvc.yaml")
+    add_stage_options(stage)
+    pipeline = commands.add_parser(
+        "pipeline", help="run every stale stage (DVC decides) as one Prefect flow",
+        description="Run the stages DVC finds stale, in order, as one Prefect flow with one MLflow parent run.",
+    )
+    pipeline.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    pipeline.add_argument("--force", action="store_true", help="rerun every stage even if DVC finds it up to date")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `tinybert` console script."""
+    from tasks.params import STAGE_OUTPUTS  # the stage names; no stage module is imported before parsing
+
+    parser = build_parser(list(STAGE_OUTPUTS))
+    args = parser.parse_args(argv)
+    overrides = parse_overrides(args.overrides, parser)
+    from flows.arguments import run_with_api
+    from flows.tinybert_pipeline import STAGES, tinybert_pipeline
+
+    if args.command == "pipeline":
+        outcome = run_with_api(lambda: tinybert_pipeline(overrides=overrides, force=args.force), None, overrides)
+        print(json.dumps(outcome, indent=2))
+    else:
+        stage_flow = dict(STAGES)[args.name]
+        print(run_with_api(lambda: stage_flow(params_file=args.params, overrides=overrides), args.params, overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
