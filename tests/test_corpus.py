@@ -9,12 +9,13 @@ import pytest
 from datasets import Dataset
 from transformers import AutoTokenizer
 
-from tinybert_core.corpus import iter_documents, pack_document, prepare_corpus
+from tinybert_core.corpus import TextFileError, iter_documents, iter_lines, pack_document, prepare_corpus
 from tinybert_core.glue_tasks import default_polarity_path
 
 GENSIM_DATA = default_polarity_path().parent  # gensim's test data folder
 WIKI_DUMP = GENSIM_DATA / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 LEE = GENSIM_DATA / "lee_background.cor"
+LEE_TEST = GENSIM_DATA / "lee.cor"  # line 41 writes a pound sign as the Windows-1252 byte 0xa3
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +126,22 @@ def test_the_same_text_elsewhere_gives_byte_identical_output(tokenizer, tmp_path
     assert files == sorted(p.name for p in folders[1].iterdir()) and "state.json" in files
     for name in files:
         assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
+
+
+def test_text_that_is_not_utf8_is_an_error_naming_file_and_line_unless_its_encoding_is_given(tokenizer, tmp_path):
+    with pytest.raises(TextFileError, match=r"lee\.cor: line 41: byte\(s\) a3 at column \d+ are not valid utf-8"):
+        list(iter_documents(LEE_TEST, "line"))
+    documents = list(iter_documents(LEE_TEST, "line", encoding="cp1252"))
+    assert len(documents) == 50 and any("\u00a33,000" in d for d in documents)
+    with pytest.raises(TextFileError, match="line 41"):
+        prepare_corpus([LEE_TEST], tokenizer, tmp_path / "out", document_mode="line")
+    assert len(prepare_corpus([LEE_TEST], tokenizer, tmp_path / "out", document_mode="line", encoding="cp1252")) > 0
+
+
+def test_cr_only_line_endings_are_an_error_not_one_long_line(tmp_path):
+    path = tmp_path / "old_mac.txt"
+    path.write_bytes(b"first line\rsecond line\r")
+    with pytest.raises(TextFileError, match=r"old_mac\.txt: line 1: carriage return inside the line"):
+        list(iter_documents(path, "line"))
+    path.write_bytes(b"\xef\xbb\xbffirst line\r\nsecond line\n")
+    assert list(iter_lines(path)) == ["first line\r\n", "second line\n"]  # CRLF kept, byte-order mark dropped

@@ -4,12 +4,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig
 
 from tinybert_core.attention import ATTN_IMPLEMENTATION
-from tinybert_core.comparison import weights_bytes
+from tinybert_core.comparison import report_json, score_split, scores_summary, weights_bytes
 from tinybert_core.export import export_hf, model_card
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import (
@@ -70,17 +71,20 @@ def test_folder_loads_in_plain_transformers_without_this_package(exported, stude
     assert student.config._attn_implementation == ATTN_IMPLEMENTATION  # the in-memory model is unchanged
 
 
-def comparison_report() -> dict:
-    """A `comparison.compare` result, as read back from metrics.json."""
+def comparison_report(student_logits: np.ndarray | None = None) -> dict:
+    """A `comparison.compare` result as read back from metrics.json: 200 SST-2-like dev rows, the teacher right
+    on 180, the student on 174 (or `student_logits`)."""
+    labels = np.array([0, 1] * 100)
+    teacher, student = (np.eye(2)[np.where(np.arange(200) < wrong, 1 - labels, labels)] for wrong in (20, 26))
+    split = score_split("sst2", teacher, student if student_logits is None else student_logits, labels)
     speed = {"teacher_ms": 80.0, "student_ms": 8.0, "teacher_examples_per_s": 40.0, "student_examples_per_s": 420.0, "speedup": 10.0}
-    return {
+    report = {
         "task": "sst2",
-        "teacher": {"dev": {"accuracy": 0.9, "score": 0.9}},
-        "student": {"dev": {"accuracy": 0.873, "score": 0.873}},
-        "retention": {"dev": 0.97},
+        "scores": scores_summary({"dev": split}, 1000, 0, 0.95),
         "size": {"teacher": {"parameters": 109_000_000}, "student": {"parameters": 14_500_000}, "compression": 7.5},
         "speed": {"device": "cpu", "seq_length": 128, "batch1": speed, "batch32": speed},
     }
+    return json.loads(report_json(report))
 
 
 def test_model_card_says_what_the_model_is_and_where_it_came_from(exported, student):
@@ -89,12 +93,21 @@ def test_model_card_says_what_the_model_is_and_where_it_came_from(exported, stud
                       name="tinybert-sst2", model_dir=exported)
     for expected in ("# tinybert-sst2", "| task | `sst2` |", "`negative`, `positive`", "| teacher | `minilm-l6` |",
                      "2 layers, hidden 32, FFN 64, 4 heads", f"{count_parameters(student):,}",
-                     f"{weights_bytes(exported) / 1e6:.1f} MB (safetensors)", "| dev | accuracy | 90.00 | 87.30 |",
-                     "97.0%", "- git_commit: `0123abc`", "- dvc_task_distill_model: `md5:55aa`", "Intended use and limitations"):
+                     f"{weights_bytes(exported) / 1e6:.1f} MB (safetensors)", "| dev | **accuracy** (score) | 50.0 [",
+                     "| 90.0 [", "| 87.0 [", "retention (student / teacher): 96.7% [",
+                     "baseline = majority class of the dev labels (`negative`)",
+                     "- git_commit: `0123abc`", "- dvc_task_distill_model: `md5:55aa`", "Intended use and limitations"):
         assert expected in card, expected
-    assert card.startswith("---\nlibrary_name: transformers\n")
+    assert card.startswith("---\nlibrary_name: transformers\n") and "Warning" not in card
     # Without a saved folder the card gives the size of the tensors themselves.
     assert "MB of tensors (torch.float32)" in model_card(student, get_task("sst2"), comparison_report(), teacher="t")
+
+
+def test_model_card_of_a_collapsed_student_opens_with_the_warning(student):
+    card = model_card(student, get_task("sst2"), comparison_report(np.tile([0.3, 0.1], (200, 1))), teacher="t")
+    intro = card.index("A small BERT distilled")
+    assert "> **Warning:** The student collapsed on dev: it predicts `negative` for 200 of 200 rows" in card[:intro]
+    assert "> **Warning:** The student does not beat the baseline on dev: 50.0 against 50.0" in card[:intro]
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections import Counter
@@ -104,8 +105,12 @@ def test_missing_label_column_is_an_error_outside_test_splits(tmp_path):
     "task, folder, text, message",
     [
         ("sst2", "SST-2", "sentence\tlabel\ngood .\t1\nbad .\t0\textra\n", r"line 3: expected 2 columns"),
-        ("sst2", "SST-2", "sentence\tlabel\ngood .\t1\nbad .\tnegative\n",
-         r"line 3, column 'label': unknown label 'negative'; valid labels: \['0', '1'\]"),
+        ("sst2", "SST-2", "sentence\tlabel\ngood .\t1\nbad .\tneutral\n",
+         r"line 3, column 'label': unknown label 'neutral'; valid labels: \['0', '1', 'negative', 'positive'\]"),
+        ("stsb", "STS-B", "index\tsentence1\tsentence2\tscore\n0\ta\tb\t4.2\n1\ta\tb\t5.5\n",
+         r"line 3, column 'score': score '5.5' outside the task's range 0 to 5"),
+        ("stsb", "STS-B", "index\tsentence1\tsentence2\tscore\n0\ta\tb\t-0.1\n",
+         r"line 2, column 'score': score '-0.1' outside the task's range 0 to 5"),
         ("sst2", "SST-2", "sentence\tlabel\ngood .\t1\n  \t0\n", r"line 3, column 'sentence': empty text"),
         ("cola", "CoLA", "gj04\t1\t\tFine.\ngj04\t0\t*\n", r"line 2: expected 4 columns"),
         ("stsb", "STS-B", "index\tsentence1\tsentence2\tscore\n0\ta\tb\t4.2\n1\ta\tb\tfive\n",
@@ -119,6 +124,65 @@ def test_bad_rows_name_file_line_and_field(tmp_path, task, folder, text, message
     with pytest.raises(DataFormatError, match=message) as error:
         load_glue_split(task, tmp_path, "train")
     assert str(tmp_path / folder / "train.tsv") in str(error.value)
+
+
+def test_header_only_and_over_long_field_tsvs_name_file_and_line(tmp_path):
+    _glue_file(tmp_path, "SST-2", "train", "sentence\tlabel\n")
+    with pytest.raises(DataFormatError, match=r"SST-2/train.tsv: no lines of data \(only a header"):
+        load_glue_split("sst2", tmp_path, "train")
+    with pytest.raises(ValueError, match=r"limit=0 would keep no rows of .*SST-2/train.tsv"):
+        load_glue_split("sst2", tmp_path, "train", limit=0)
+
+    too_long = "x" * (csv.field_size_limit() + 1)
+    _glue_file(tmp_path, "SST-2", "dev", f"sentence\tlabel\nfine .\t1\n{too_long}\t0\n")
+    with pytest.raises(DataFormatError, match=r"SST-2/dev.tsv: line 3: a field longer than 131,072 characters"):
+        load_glue_split("sst2", tmp_path, "dev")
+    # In a quoted CSV the usual cause is an unclosed quote, which swallows every line after it.
+    csv_path = tmp_path / "quoted.csv"
+    csv_path.write_text('sentence,label\n"open quote,1\n' + "more text\n" * 20_000, encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"quoted.csv: line \d+: a field longer .* unclosed quote"):
+        load_table(csv_path, "sst2")
+
+
+def test_cr_only_line_endings_and_non_utf8_bytes_name_file_and_line(tmp_path):
+    path = _glue_file(tmp_path, "SST-2", "train", "") / "SST-2" / "train.tsv"
+    path.write_bytes(b"sentence\tlabel\rgood .\t1\rbad .\t0\r")
+    with pytest.raises(DataFormatError, match=r"SST-2/train.tsv: line 1: carriage return inside the line"):
+        load_glue_split("sst2", tmp_path, "train")
+    path.write_bytes(b"sentence\tlabel\r\ngood .\t1\r\n")  # CRLF is fine
+    assert load_glue_split("sst2", tmp_path, "train")["text_a"] == ["good ."]
+
+    path.write_bytes("sentence\tlabel\ngood .\t1\nna\u00efve \u2014 fine .\t1\n".encode("cp1252"))
+    with pytest.raises(DataFormatError, match=r"SST-2/train.tsv: line 3: byte\(s\) ef at column 3 are not valid utf-8"):
+        load_glue_split("sst2", tmp_path, "train")
+    # Told the encoding, the same file reads exactly.
+    assert load_glue_split("sst2", tmp_path, "train", encoding="cp1252")["text_a"][1] == "na\u00efve \u2014 fine ."
+    jsonl = tmp_path / "reviews.jsonl"
+    jsonl.write_bytes(b'{"text_a": "ok", "label": 1}\n{"text_a": "caf\xe9", "label": 0}\n')
+    with pytest.raises(DataFormatError, match=r"reviews.jsonl: line 2: byte\(s\) e9"):
+        load_table(jsonl, "sst2")
+    fasttext = tmp_path / "reviews.txt"
+    fasttext.write_bytes(b"__label__pos caf\xe9 .\n")
+    with pytest.raises(DataFormatError, match=r"reviews.txt: line 1: byte\(s\) e9"):
+        load_fasttext_labelled(fasttext)
+
+
+def test_file_values_map_to_glue_class_indices(tmp_path):
+    """The files write 0/1 for several tasks: each value must land on GLUE's class (WNLI's 1 is entailment)."""
+    header = "index\tsentence1\tsentence2\tlabel\n"
+    _glue_file(tmp_path, "WNLI", "train", header + "0\tA.\tB.\t1\n1\tA.\tC.\t0\n2\tA.\tD.\tentailment\n")
+    wnli = get_task("wnli")
+    assert [wnli.labels[i] for i in load_glue_split(wnli, tmp_path, "train")["label"]] == [
+        "entailment", "not_entailment", "entailment"]
+    _glue_file(tmp_path, "RTE", "train", header + "0\tA.\tB.\tnot_entailment\n1\tA.\tC.\tentailment\n")
+    assert load_glue_split("rte", tmp_path, "train")["label"] == [1, 0]
+
+
+def test_real_mrpc_f1_class_is_equivalent(glue_dir):
+    mrpc = get_task("mrpc")
+    dev = load_glue_split(mrpc, glue_dir, "dev")
+    # 279 of the 408 dev pairs are paraphrases (Quality 1): that is the class F1 is computed for.
+    assert Counter(dev["label"])[mrpc.positive_class] == 279 and mrpc.labels[mrpc.positive_class] == "equivalent"
 
 
 def test_missing_glue_file_names_the_expected_path(tmp_path):
@@ -138,8 +202,10 @@ def test_polarity_fasttext_file_loads():
     data = load_fasttext_labelled(default_polarity_path())
     assert len(data) == 200 and Counter(data["label"]) == {0: 100, 1: 100}
     assert data[0]["text_a"] == "simplistic , silly and tedious ."
-    # The file is Windows-1252 (dashes are byte 0x97); those lines still load, with the real character.
+    # The file is Windows-1252 (dashes are byte 0x97): read as that, by name, those lines get the real character.
     assert any("\u2014" in text for text in data["text_a"])
+    with pytest.raises(DataFormatError, match=r"pang_lee_polarity.cor: line 27: byte\(s\) 97 .* not valid utf-8"):
+        load_fasttext_labelled(default_polarity_path(), encoding="utf-8")
 
 
 def test_fasttext_errors_name_the_line(tmp_path):

@@ -37,18 +37,31 @@ def test_unknown_task_error_lists_valid_names():
     assert all(name in message for name in GLUE_TASKS)
 
 
-# Canonical label orders of the Hugging Face `glue` dataset, whose class indices they must match.
+# GLUE's label names in the class order of the Hugging Face `glue` dataset, and how the task's files write them.
 @pytest.mark.parametrize(
-    "name, labels",
+    "name, labels, file_values",
     [
-        ("cola", ("0", "1")), ("sst2", ("0", "1")), ("mrpc", ("0", "1")), ("qqp", ("0", "1")), ("wnli", ("0", "1")),
-        ("mnli", ("entailment", "neutral", "contradiction")),
-        ("qnli", ("entailment", "not_entailment")), ("rte", ("entailment", "not_entailment")),
-        ("polarity", ("neg", "pos")), ("stsb", None),
+        ("cola", ("unacceptable", "acceptable"), ("0", "1")), ("sst2", ("negative", "positive"), ("0", "1")),
+        ("mrpc", ("not_equivalent", "equivalent"), ("0", "1")), ("qqp", ("not_duplicate", "duplicate"), ("0", "1")),
+        # GLUE's WNLI writes 1 for entailment, the opposite order of RTE and QNLI, whose files write the words.
+        ("wnli", ("not_entailment", "entailment"), ("0", "1")),
+        ("mnli", ("entailment", "neutral", "contradiction"), ("entailment", "neutral", "contradiction")),
+        ("qnli", ("entailment", "not_entailment"), ("entailment", "not_entailment")),
+        ("rte", ("entailment", "not_entailment"), ("entailment", "not_entailment")),
+        ("polarity", ("neg", "pos"), ("neg", "pos")), ("stsb", None, None),
     ],
 )
-def test_canonical_labels(name, labels):
+def test_label_names_and_file_values(name, labels, file_values):
     assert get_task(name).labels == labels
+    assert get_task(name).label_values == file_values
+
+
+def test_f1_positive_class_is_the_class_glue_writes_as_1():
+    for name in ("mrpc", "qqp"):
+        spec = get_task(name)
+        assert spec.label_values[spec.positive_class] == "1"
+    assert {name for name, spec in TASKS.items() if spec.positive_class is not None} == {"mrpc", "qqp"}
+    assert get_task("stsb").score_range == (0.0, 5.0)
 
 
 # The GLUE leaderboard's task score: MRPC/QQP mean of F1 and accuracy, STS-B mean of Pearson and Spearman.

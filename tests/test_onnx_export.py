@@ -12,6 +12,7 @@ from transformers import BertConfig
 
 from tinybert_core.attention import ATTN_IMPLEMENTATION
 from tinybert_core.batching import pad_batch
+from tinybert_core.evaluation import predict_logits
 from tinybert_core.glue_data import load_glue_split
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import StudentShape, build_student, load_model, load_tokenizer
@@ -24,6 +25,7 @@ from tinybert_core.onnx_export import (
     export_onnx,
     onnx_logits,
     onnx_session,
+    parity_report,
     quantize_int8,
     time_onnx,
 )
@@ -90,6 +92,48 @@ def test_drifted_model_raises_parity_error_with_file_and_numbers(tiny_onnx):
         check_parity(drifted, path, encoded_rows(12))
     with pytest.raises(ParityError, match=r"labels agree with PyTorch less than 100\.0%"):
         check_parity(tiny_classifier(seed=1), path, encoded_rows(12), max_abs_tolerance=None, min_label_agreement=1.0)
+
+
+def constant_classifier(label: int):
+    """The tiny classifier with its head cut from the input: the same logits, favouring `label`, for every row."""
+    model = tiny_classifier()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.nn.functional.one_hot(torch.tensor(label), 3).float())
+    return model
+
+
+def test_parity_fails_a_constant_export_against_a_varying_model(tiny_onnx, tmp_path):
+    model, _ = tiny_onnx
+    data = encoded_rows(60)
+    predicted = predict_logits(model, data).argmax(-1)
+    majority = int(np.bincount(predicted).argmax())
+    share = float((predicted == majority).mean())
+    assert 0 < share < 1  # the real model's labels vary
+    constant = export_onnx(constant_classifier(majority), tmp_path / "constant.onnx")
+    # Label agreement alone passes it wherever PyTorch says its majority class ...
+    with pytest.raises(ParityError, match=r"on the rows outside PyTorch's majority class, labels agree less than") as error:
+        check_parity(model, constant, data, max_abs_tolerance=None, min_label_agreement=share - 0.01)
+    assert f"label agreement {100 * share:.2f}% (0.00% on the {int((predicted != majority).sum())} rows" in str(error.value)
+    # ... and its outputs do not follow PyTorch's at all.
+    with pytest.raises(ParityError, match=r"logit correlation 0\.0000: outputs correlate with PyTorch's less than 0\.9"):
+        check_parity(model, constant, data, max_abs_tolerance=None, min_label_agreement=0.0)
+
+
+def test_a_constant_model_is_reported_trivial_not_passed_silently(tmp_path):
+    model = constant_classifier(1)
+    path = export_onnx(model, tmp_path / "constant.onnx")
+    report = check_parity(model, path, encoded_rows(20))
+    assert report.trivial and report.nontrivial_agreement is None and report.logit_correlation is None
+    assert "trivial: PyTorch predicts one class for every row" in str(report)
+
+
+def test_parity_report_of_a_regressor_judges_correlation():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(50, 1))
+    assert parity_report("m", reference, reference + 1e-3).logit_correlation == pytest.approx(1.0, abs=1e-5)
+    flat = parity_report("m", reference, np.zeros((50, 1)))
+    assert flat.logit_correlation == 0.0 and flat.nontrivial_rows is None and not flat.trivial
 
 
 def test_int8_is_smaller_and_still_tracks_the_model(tiny_onnx, tmp_path):

@@ -3,8 +3,10 @@
 import json
 
 import matplotlib.image
+import numpy as np
 import pytest
 
+from tinybert_core.comparison import score_split, scores_summary
 from tinybert_core.plots import plot_eval_curve, plot_learning_curves, plot_teacher_vs_student
 
 
@@ -22,7 +24,10 @@ def test_plots_are_written_as_images(tmp_path):
     stage1 = write_jsonl(tmp_path / "s1.jsonl", [{"step": s, "loss": 3 / s, "hidden": 1 / s, "attention": 2 / s} for s in range(1, 20)])
     stage2 = write_jsonl(tmp_path / "s2.jsonl", [{"step": s, "loss": 1 / s, "prediction": 1 / s} for s in range(1, 20)])
     evals = write_jsonl(tmp_path / "eval.jsonl", [{"step": 5 * s, "score": 0.5 + s / 20} for s in range(1, 5)])
-    report = {"task": "sst2", "teacher": {"dev": {"accuracy": 0.9, "score": 0.9}}, "student": {"dev": {"accuracy": 0.85, "score": 0.85}}}
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    teacher, student = (np.eye(2)[np.where(rng.random(60) < p, labels, 1 - labels)] for p in (0.9, 0.8))
+    report = {"task": "mrpc", "scores": scores_summary({"dev": score_split("mrpc", teacher, student, labels)}, 1000, 0, 0.95)}
     for png in (
         plot_learning_curves({"stage 1": stage1, "stage 2": stage2}, tmp_path / "curves.png"),
         plot_eval_curve(evals, "score", tmp_path / "eval.png"),

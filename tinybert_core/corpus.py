@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
 
 from datasets import Dataset, Features, Sequence as ArrowSequence, Value
+from datasets.exceptions import DatasetGenerationError
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
@@ -37,34 +38,48 @@ _WIKI_EMPHASIS = re.compile(r"'{2,}")
 _CORPUS_FEATURES = Features({"input_ids": ArrowSequence(Value("int32"))})
 
 
-def iter_lines(path: Path) -> Iterator[str]:
-    """Lines of a text file, line endings kept, read lazily.
+class TextFileError(ValueError):
+    """A text file cannot be read as lines of text: bytes invalid in its encoding, or carriage returns
+    inside a line (old Mac line endings). The message names the file, the line and the byte."""
 
-    Decoded as UTF-8 (a leading byte-order mark dropped); a line that is not valid UTF-8 is decoded
-    as Windows-1252, the usual encoding of older corpora (gensim's polarity data writes its dashes
-    as byte 0x97), so one odd byte does not make a whole file unreadable.
+
+def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[str]:
+    """Lines of a text file, line endings (LF or CRLF) kept, read lazily.
+
+    Decoded strictly as `encoding` (an ASCII-compatible one; a leading UTF-8 byte-order mark is dropped): a
+    byte that is not valid there raises TextFileError naming the file, line and byte instead of being guessed
+    at, so text is never silently decoded as something it is not. Pass the file's real encoding to read it
+    (gensim's polarity data, for one, is Windows-1252: "cp1252"). A carriage return inside a line (a file
+    with CR-only line endings reads as one line) raises TextFileError too.
     """
     with Path(path).open("rb") as handle:
-        fallback_lines = 0
         for number, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                line = raw.decode("cp1252", errors="replace")
-                fallback_lines += 1
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as error:
+                raise TextFileError(_decode_message(path, number, raw, error, encoding)) from error
+            if "\r" in line.rstrip("\r\n"):
+                raise TextFileError(
+                    f"{path}: line {number}: carriage return inside the line (a file with CR-only line endings?); "
+                    "convert it to LF or CRLF line endings"
+                )
             yield line.removeprefix("\ufeff") if number == 1 else line
-        if fallback_lines:
-            logger.info("%s: %d line(s) were not UTF-8 and were read as Windows-1252", path, fallback_lines)
 
 
-def iter_documents(path: Path, document_mode: DocumentMode = "blank_line") -> Iterator[str]:
+def _decode_message(path: Path, line: int, raw: bytes, error: UnicodeDecodeError, encoding: str) -> str:
+    bad = raw[error.start : error.end].hex(" ")
+    return (f"{path}: line {line}: byte(s) {bad} at column {error.start + 1} are not valid {encoding} "
+            f"({error.reason}); pass the file's encoding (e.g. encoding='cp1252') if it is not {encoding}")
+
+
+def iter_documents(path: Path, document_mode: DocumentMode = "blank_line", encoding: str = "utf-8") -> Iterator[str]:
     """Yield the documents of a corpus file, one string each, streaming.
 
     `*.bz2` files are MediaWiki XML dumps: each main-namespace article is one document, as plain text
     (gensim's `filter_wiki`, then section headings and bold/italic quotes removed, whitespace
     collapsed); redirects and empty pages are skipped and `document_mode` does not apply.
-    Any other file is plain UTF-8 text (.txt, .cor, .raw, ...) with one document per
-    blank-line-separated block ("blank_line", lines joined by a space) or per non-blank line ("line").
+    Any other file is plain text (.txt, .cor, .raw, ...) in `encoding` (see `iter_lines`) with one document
+    per blank-line-separated block ("blank_line", lines joined by a space) or per non-blank line ("line").
     WikiText heading lines (" = = Heading = = ") are skipped in both modes: they are titles, not
     running text.
     """
@@ -77,7 +92,7 @@ def iter_documents(path: Path, document_mode: DocumentMode = "blank_line") -> It
         yield from _wiki_articles(path)
         return
     block: list[str] = []
-    for line in iter_lines(path):
+    for line in iter_lines(path, encoding):
         text = line.strip()
         if _HEADING.match(text):
             continue
@@ -116,11 +131,13 @@ def prepare_corpus(
     document_mode: DocumentMode = "blank_line",
     max_sequences: int | None = None,
     min_tokens: int = MIN_CHUNK_TOKENS,
+    encoding: str = "utf-8",
 ) -> Dataset:
     """Tokenize and pack corpus files into an `input_ids` (int32 lists) dataset saved at `output_dir`.
 
     Each document (see `iter_documents`) is packed on its own by `pack_document`; sequences never span
-    two documents. `max_sequences` stops early (for CPU runs). Returns the dataset loaded back from
+    two documents. `max_sequences` stops early (for CPU runs). Plain-text sources are read as `encoding`
+    (strictly, see `iter_lines`). Returns the dataset loaded back from
     `output_dir`, so it is memory-mapped from there.
     """
     sources, output_dir = [Path(s) for s in sources], Path(output_dir)
@@ -139,7 +156,7 @@ def prepare_corpus(
     written = {"sequences": 0, "documents": 0}
 
     def generate() -> Iterator[dict[str, list[int]]]:
-        sequences = _sequences(sources, tokenizer, max_seq_length, document_mode, min_tokens, written)
+        sequences = _sequences(sources, tokenizer, max_seq_length, document_mode, min_tokens, encoding, written)
         for input_ids in itertools.islice(sequences, max_sequences):
             written["sequences"] += 1
             yield {"input_ids": input_ids}
@@ -148,13 +165,18 @@ def prepare_corpus(
     # A private cache next to the output: the shared datasets cache would hand back a stale corpus
     # for the same paths after a file changed, and would keep a second copy of it forever.
     with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=".corpus-cache-") as cache_dir:
-        fingerprint = _fingerprint(sources, tokenizer, max_seq_length, document_mode, max_sequences, min_tokens)
+        fingerprint = _fingerprint(sources, tokenizer, max_seq_length, document_mode, max_sequences, min_tokens, encoding)
         try:
             staged = Dataset.from_generator(
                 generate, features=_CORPUS_FEATURES, cache_dir=cache_dir, fingerprint=fingerprint
             )
-        except ValueError:
-            if written["sequences"]:
+        except DatasetGenerationError as error:
+            # datasets wraps what the generator raised; a reader's own error names the file and line: show that.
+            if isinstance(error.__cause__, TextFileError):
+                raise error.__cause__ from None
+            raise
+        except ValueError as error:
+            if written["sequences"] or isinstance(error, TextFileError):
                 raise
             staged = None  # datasets refuses to build an empty split; say why below
         if staged is None or written["sequences"] == 0:
@@ -177,10 +199,11 @@ def _sequences(
     max_seq_length: int,
     document_mode: DocumentMode,
     min_tokens: int,
+    encoding: str,
     counts: dict[str, int],
 ) -> Iterator[list[int]]:
     for path in sources:
-        documents = tqdm(iter_documents(path, document_mode), desc=f"tokenize {path.name}", unit="doc")
+        documents = tqdm(iter_documents(path, document_mode, encoding), desc=f"tokenize {path.name}", unit="doc")
         for batch in _batched(documents, _TOKENIZE_BATCH):
             counts["documents"] += len(batch)
             # verbose=False: long documents exceed the model's max length on purpose; they are chunked below.

@@ -81,7 +81,8 @@ def model_card(
 ) -> str:
     """Markdown model card: what the model is, how good and fast it is, and where it came from.
 
-    `report` is a `comparison.compare` result (metrics, retention, size, speed); `lineage` holds whatever traces
+    `report` is a `comparison.compare` result (scores beside the baseline with intervals, flags, retention, size,
+    speed); its warnings (a collapsed student, one that does not beat the baseline) open the card. `lineage` holds whatever traces
     the model back (git commit, MLflow run ids, DVC hashes). `model_dir`, a saved folder of these weights, gives
     the exact bytes on disk; without it the card gives the size of the tensors themselves.
     """
@@ -96,6 +97,8 @@ def model_card(
         tensor_bytes = sum(t.numel() * t.element_size() for t in student.state_dict().values())
         size = f"{tensor_bytes / 1e6:.1f} MB of tensors ({next(student.parameters()).dtype})"
     title = name or f"TinyBERT student for {task.name}"
+    # Say it before anything else: a collapsed student's card must not read like a working model's.
+    warnings = [line for warning in report["scores"]["warnings"] for line in (f"> **Warning:** {warning}", "")]
     lines = [
         "---",
         "library_name: transformers",
@@ -104,6 +107,7 @@ def model_card(
         "---",
         f"# {title}",
         "",
+        *warnings,
         f"A small BERT distilled from `{teacher}` with the TinyBERT recipe (Jiao et al., 2020): general "
         "distillation, data augmentation, then task distillation of the intermediate layers and of the predictions.",
         "",

@@ -9,7 +9,9 @@ Every loader returns the columns
             absent   for unlabelled GLUE test splits.
 
 Local files are checked row by row; a bad row raises `DataFormatError` naming the file, the 1-based
-line (or JSON record) number and the field. Blank lines are skipped and do not count as rows.
+line (or JSON record) number and the field. Blank lines are skipped and do not count as rows. Text is
+read strictly as UTF-8 unless a loader is given another `encoding` (a byte that is not valid there is an
+error naming its line, never a guess); a file that leaves no rows is an error naming the file.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import datasets
 from datasets import Dataset, Features, Value
 
-from tinybert_core.corpus import iter_lines
-from tinybert_core.glue_tasks import TaskSpec, get_task
+from tinybert_core.corpus import TextFileError, iter_lines
+from tinybert_core.glue_tasks import TaskSpec, default_polarity_path, get_task
 
 logger = logging.getLogger(__name__)
 
 FASTTEXT_LABEL_PREFIX = "__label__"
+# gensim's embedded polarity file writes its dashes as byte 0x97, the em dash of Windows-1252; it holds no
+# other non-ASCII byte, so that encoding reads it exactly. Every other file is UTF-8 unless told otherwise.
+POLARITY_ENCODING = "cp1252"
 _MISSING = object()
 
 
@@ -38,14 +43,16 @@ class DataFormatError(ValueError):
     """A data file does not have the layout or values its task needs."""
 
 
-def load_glue_split(task: str | TaskSpec, glue_dir: Path, split: str, limit: int | None = None) -> Dataset:
+def load_glue_split(
+    task: str | TaskSpec, glue_dir: Path, split: str, limit: int | None = None, encoding: str = "utf-8"
+) -> Dataset:
     """Read `<glue_dir>/<spec.glue_dir_name>/<split>.tsv` from a classic `glue_data` folder.
 
     `split` is a file stem: "train", "dev", "test", or for MNLI "dev_matched", "dev_mismatched".
     Columns are found by their header names; CoLA's headerless train/dev files get fixed names.
     Rows with too few columns are an error, except for tasks with `skip_short_rows` (QQP), where
     they are skipped with a warning and `idx` counts the rows kept. A "test*" split without a label
-    column loads without `label`. `limit` keeps the first N rows.
+    column loads without `label`. `limit` keeps the first N rows (N >= 1).
     """
     spec = _glue_spec(task)
     path = Path(glue_dir) / spec.glue_dir_name / f"{split}.tsv"
@@ -54,7 +61,7 @@ def load_glue_split(task: str | TaskSpec, glue_dir: Path, split: str, limit: int
             f"{path} not found; expected a classic glue_data folder holding {spec.glue_dir_name}/{split}.tsv"
         )
     # GLUE TSVs hold stray quote characters that are part of the text, so quotes mean nothing here.
-    rows = _csv_rows(path, delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows = _csv_rows(path, delimiter="\t", quoting=csv.QUOTE_NONE, encoding=encoding)
     first = next(rows, None)
     if first is None:
         raise DataFormatError(f"{path}: file has no rows")
@@ -76,6 +83,7 @@ def load_table(
     text_fields: Sequence[str] | None = None,
     label_field: str | None = None,
     limit: int | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
     """Read the user's own labelled data with named columns: .csv, .tsv (with a header), .json or .jsonl.
 
@@ -91,13 +99,13 @@ def load_table(
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         tsv = suffix == ".tsv"
-        rows = _csv_rows(path, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        rows = _csv_rows(path, "\t" if tsv else ",", csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, encoding)
         first = next(rows, None)
         if first is None:
             raise DataFormatError(f"{path}: file has no header row")
         available, records = first[1], _csv_records(path, rows, first[1])
     elif suffix in (".json", ".jsonl"):
-        records = _json_records(path)
+        records = _json_records(path, encoding)
         first = next(records, None)
         if first is None:
             raise DataFormatError(f"{path}: file holds no records")
@@ -115,12 +123,18 @@ def load_table(
     return _build(spec, path, records, fields, label, limit, unit="record" if suffix == ".json" else "line")
 
 
-def load_fasttext_labelled(path: Path, task: str | TaskSpec = "polarity", limit: int | None = None) -> Dataset:
-    """Read fastText-format lines, `__label__<name> text...`, one example per line (e.g. the polarity data)."""
+def load_fasttext_labelled(
+    path: Path, task: str | TaskSpec = "polarity", limit: int | None = None, encoding: str | None = None
+) -> Dataset:
+    """Read fastText-format lines, `__label__<name> text...`, one example per line (e.g. the polarity data).
+
+    `encoding` None: UTF-8, except for gensim's embedded polarity file, which is `POLARITY_ENCODING`.
+    """
     spec, path = get_task(task), Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
-    return _build(spec, path, _fasttext_records(path), ("text", "label"), "label", limit)
+    records = _fasttext_records(path, encoding or _known_encoding(path))
+    return _build(spec, path, records, ("text", "label"), "label", limit)
 
 
 def load_hub(task: str | TaskSpec, split: str, dataset_name: str = "nyu-mll/glue") -> Dataset:
@@ -172,12 +186,43 @@ def _require_fields(
     return fields
 
 
-def _csv_rows(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
+def _known_encoding(path: Path) -> str:
+    try:
+        polarity = default_polarity_path()
+    except FileNotFoundError:
+        return "utf-8"
+    return POLARITY_ENCODING if path.resolve() == polarity.resolve() else "utf-8"
+
+
+def _lines(path: Path, encoding: str) -> Iterator[str]:
+    """`iter_lines`, its errors (undecodable bytes, CR-only line endings) raised as DataFormatError."""
+    try:
+        yield from iter_lines(path, encoding)
+    except TextFileError as error:
+        raise DataFormatError(str(error)) from error
+
+
+def _csv_rows(path: Path, delimiter: str, quoting: int, encoding: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of each non-blank row; `iter_lines` drops a byte-order mark (MRPC has one)."""
-    reader = csv.reader(iter_lines(path), delimiter=delimiter, quoting=quoting)
-    for row in reader:
+    reader = csv.reader(_lines(path, encoding), delimiter=delimiter, quoting=quoting)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise DataFormatError(f"{path}: line {reader.line_num}: {_csv_problem(error, quoting)}") from error
         if row:
             yield reader.line_num, row
+
+
+def _csv_problem(error: csv.Error, quoting: int) -> str:
+    if "field limit" in str(error):
+        problem = f"a field longer than {csv.field_size_limit():,} characters (the csv module's field limit)"
+        if quoting != csv.QUOTE_NONE:
+            problem += "; usually an unclosed quote on or before this line that swallowed the lines after it"
+        return problem
+    return f"unreadable row ({error})"
 
 
 def _csv_records(
@@ -195,16 +240,15 @@ def _csv_records(
         yield line, dict(zip(header, row))
 
 
-def _json_records(path: Path) -> Iterator[tuple[int, Mapping]]:
+def _json_records(path: Path, encoding: str) -> Iterator[tuple[int, Mapping]]:
     """(record number, object) for a .json list, (line number, object) for .jsonl."""
     if path.suffix.lower() == ".json":
-        with path.open(encoding="utf-8") as handle:
-            data = _parse_json(path, handle.read(), line=None)
+        data = _parse_json(path, "".join(_lines(path, encoding)), line=None)
         if not isinstance(data, list):
             raise DataFormatError(f"{path}: expected a JSON list of objects, found {type(data).__name__}")
         numbered: Iterable[tuple[int, object]] = enumerate(data, start=1)
     else:
-        lines = enumerate(iter_lines(path), start=1)
+        lines = enumerate(_lines(path, encoding), start=1)
         numbered = ((line, _parse_json(path, text, line)) for line, text in lines if text.strip())
     for number, record in numbered:
         if not isinstance(record, dict):
@@ -219,8 +263,8 @@ def _parse_json(path: Path, text: str, line: int | None) -> object:
         raise DataFormatError(f"{path}: line {line or error.lineno}: invalid JSON: {error.msg}") from error
 
 
-def _fasttext_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    for line, raw in enumerate(iter_lines(path), start=1):
+def _fasttext_records(path: Path, encoding: str) -> Iterator[tuple[int, dict[str, str]]]:
+    for line, raw in enumerate(_lines(path, encoding), start=1):
         if not raw.strip():
             continue
         head, _, text = raw.strip().partition(" ")
@@ -241,8 +285,8 @@ def _build(
     unit: str = "line",
 ) -> Dataset:
     """Check each record and collect the schema's columns; `fields` = text fields then the label field."""
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit} would keep no rows of {path}; give a limit >= 1, or None for all rows")
     text_fields = fields[: len(spec.text_columns)]
     columns: dict[str, list] = {name: [] for name in ("idx", *spec.text_columns)}
     labels: list = []
@@ -255,6 +299,9 @@ def _build(
         if label_field is not None:
             value = _value(record, label_field, where)
             labels.append(_label(spec, label_index, value, f"{where}, column {label_field!r}"))
+    if not columns["idx"]:
+        # An empty set fails later and far away (an empty batch, a StopIteration): say it here, with the file.
+        raise DataFormatError(f"{path}: no {unit}s of data (only a header, blank lines or rows skipped as broken)")
     if label_field is not None:
         columns["label"] = labels
     logger.debug("loaded %d rows of %s from %s", len(columns["idx"]), spec.name, path)
@@ -278,10 +325,15 @@ def _text(record: Mapping, field: str, where: str) -> str:
 
 
 def _label_index(spec: TaskSpec) -> dict[str, int]:
-    """Label string -> class index; class indices written as strings are accepted too."""
+    """Label string -> class index: the label names, the class indices written as strings, and last (so they
+    decide) the values the task's files write, which map to GLUE's indices (WNLI's file "1" = entailment)."""
     if spec.labels is None:
         return {}
-    return {**{str(i): i for i in range(len(spec.labels))}, **{name: i for i, name in enumerate(spec.labels)}}
+    return {
+        **{str(i): i for i in range(len(spec.labels))},
+        **{name: i for i, name in enumerate(spec.labels)},
+        **{value: i for i, value in enumerate(spec.label_values)},
+    }
 
 
 def _label(spec: TaskSpec, index: dict[str, int], value: object, where: str) -> int | float:
@@ -292,13 +344,17 @@ def _label(spec: TaskSpec, index: dict[str, int], value: object, where: str) -> 
             score = math.nan
         if not math.isfinite(score):
             raise DataFormatError(f"{where}: unparsable regression score {value!r}")
+        if spec.score_range and not spec.score_range[0] <= score <= spec.score_range[1]:
+            low, high = spec.score_range
+            raise DataFormatError(f"{where}: score {value!r} outside the task's range {low:g} to {high:g}")
         return score
     if isinstance(value, str):
         key: str | None = value.strip()
     else:  # JSON may hold class indices as numbers; bool is an int subclass but never a label
         key = str(value) if isinstance(value, int) and not isinstance(value, bool) else None
     if key not in index:
-        raise DataFormatError(f"{where}: unknown label {value!r}; valid labels: {list(spec.labels)} or their indices")
+        valid = list(dict.fromkeys([*spec.label_values, *spec.labels]))
+        raise DataFormatError(f"{where}: unknown label {value!r}; valid labels: {valid} or their class indices")
     return index[key]
 
 

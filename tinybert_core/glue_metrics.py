@@ -29,7 +29,7 @@ def compute_metrics(
     Classification: `predictions` are class indices, shape (N,), or logits, shape (N, num_labels),
     which are reduced by argmax; `labels` are class indices (N,). The result holds `accuracy` for
     every classification task plus the task's own metrics: `mcc` (CoLA), `f1` (MRPC, QQP: binary F1
-    of class "1").
+    of `spec.positive_class`, the class GLUE writes as "1": equivalent, duplicate).
     Regression (STS-B): `predictions` and `labels` are floats, shape (N,) or (N, 1); the result holds
     `pearson` and `spearman`.
 
@@ -42,6 +42,16 @@ def compute_metrics(
     end a training run; nan compares false, so callers picking a best score must treat it as worst.
     """
     spec = get_task(task)
+    preds, gold = scoring_arrays(spec, predictions, labels)
+    metrics = _regression_metrics(preds, gold) if spec.is_regression else _classification_metrics(spec, preds, gold)
+    return {name: float(value) for name, value in with_task_score(spec, metrics).items()}
+
+
+def scoring_arrays(
+    spec: TaskSpec, predictions: Sequence | np.ndarray, labels: Sequence | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and labels as `compute_metrics` scores them: both (N,), class indices checked to lie in
+    [0, num_labels) (logits reduced by argmax), or float64 scores for regression."""
     preds, gold = np.asarray(predictions), np.asarray(labels)
     if spec.is_regression:
         preds, gold = _flat(preds, "predictions"), _flat(gold, "labels")
@@ -51,11 +61,20 @@ def compute_metrics(
         raise ValueError(f"{spec.name}: predictions {preds.shape} and labels {gold.shape} must both be (N,)")
     if len(gold) == 0:
         raise ValueError(f"{spec.name}: no predictions to score")
+    if not spec.is_regression:
+        for what, values in (("predictions", preds), ("labels", gold)):
+            if values.min() < 0 or values.max() >= spec.num_labels:
+                raise ValueError(f"{spec.name}: {what} must be class indices in [0, {spec.num_labels}), "
+                                 f"got values {sorted(set(values.tolist()))[:10]}")
+    return preds, gold
 
-    metrics = _regression_metrics(preds, gold) if spec.is_regression else _classification_metrics(spec, preds, gold)
+
+def with_task_score(spec: TaskSpec, metrics: dict) -> dict:
+    """Add the family mean of two-metric tasks (`f1_accuracy`, `pearson_spearman`) and `score` to the
+    component metrics; the values may be floats or arrays of one value per bootstrap resample."""
     components = spec.metric_components
     if len(components) > 1:
-        metrics[spec.primary_metric] = float(np.mean([metrics[c] for c in components]))
+        metrics[spec.primary_metric] = np.mean([metrics[c] for c in components], axis=0)
     metrics[SCORE] = metrics[spec.primary_metric]
     return metrics
 
@@ -88,17 +107,13 @@ def _flat(values: np.ndarray, what: str) -> np.ndarray:
 
 
 def _classification_metrics(spec: TaskSpec, preds: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    for what, values in (("predictions", preds), ("labels", gold)):
-        if values.min() < 0 or values.max() >= spec.num_labels:
-            raise ValueError(f"{spec.name}: {what} must be class indices in [0, {spec.num_labels}), "
-                             f"got values {sorted(set(values.tolist()))[:10]}")
     metrics = {"accuracy": float(np.mean(preds == gold))}
     if "mcc" in spec.metric_components:
         # sklearn defines MCC as 0 when either side is constant; skip the call to avoid its warning.
         constant = len(set(preds.tolist())) == 1 or len(set(gold.tolist())) == 1
         metrics["mcc"] = 0.0 if constant else float(matthews_corrcoef(gold, preds))
     if "f1" in spec.metric_components:
-        positive = spec.labels.index("1")
+        positive = spec.positive_class
         metrics["f1"] = float(f1_score(gold, preds, pos_label=positive, average="binary", zero_division=0.0))
     return metrics
 

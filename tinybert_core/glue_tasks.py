@@ -1,8 +1,14 @@
 """Registry of the tasks the pipeline fine-tunes and evaluates on: the nine GLUE tasks and `polarity`.
 
 A `TaskSpec` says everything the loaders and metrics need to know about a task: where its files are,
-which columns hold the text and the label, the canonical label strings (their order gives the class
-indices) and how it is scored.
+which columns hold the text and the label, the label names (their order gives the class indices; they
+become the models' `id2label`, so exports and serving say them), how the files write each class, and
+how it is scored.
+
+Class indices are GLUE's (those of the Hugging Face `nyu-mll/glue` copy). Label names are GLUE's own
+where its definition has them: SST-2 negative/positive, CoLA unacceptable/acceptable, MRPC
+not_equivalent/equivalent, QQP not_duplicate/duplicate, WNLI not_entailment/entailment (GLUE's WNLI
+writes 1 for entailment, unlike RTE and QNLI, whose files write the words themselves).
 
 GLUE task score (the leaderboard convention, Wang et al. 2019): one metric per task, except MRPC and
 QQP, scored by the mean of F1 and accuracy, and STS-B, scored by the mean of Pearson and Spearman
@@ -30,7 +36,7 @@ METRIC_COMPONENTS: dict[str, tuple[str, ...]] = {
     PEARSON_SPEARMAN: ("pearson", "spearman"),
 }
 
-BINARY = ("0", "1")
+BINARY = ("0", "1")  # how SST-2, CoLA, MRPC, QQP and WNLI files write their two classes
 NLI_BINARY = ("entailment", "not_entailment")
 
 
@@ -45,10 +51,16 @@ class TaskSpec:
     name: str  # registry key, e.g. "sst2"
     glue_dir_name: str  # folder under a classic glue_data directory, e.g. "SST-2"
     text_columns: tuple[str, ...]  # ("text_a",) or ("text_a", "text_b")
-    labels: tuple[str, ...] | None  # canonical label strings; their order gives class indices; None = regression
+    labels: tuple[str, ...] | None  # label names; their order gives class indices; None = regression
     metric: str  # metric family, one of METRIC_COMPONENTS
     source_text_columns: tuple[str, ...]  # text columns as named in the task's file header
     source_label_column: str  # label column as named in the task's file header
+    # How the task's files write each class, in class-index order (SST-2: "0", "1"); None: as `labels`.
+    file_labels: tuple[str, ...] | None = None
+    # Class index whose F1 the task reports (GLUE: the "1" class of MRPC and QQP); None: no F1.
+    positive_class: int | None = None
+    # Regression only: the closed range every gold score must lie in (STS-B: 0 to 5).
+    score_range: tuple[float, float] | None = None
     dev_splits: tuple[str, ...] = ("dev",)  # file stems of the evaluation splits
     # Column names for files without a header row (CoLA train/dev); None: the file must have a header.
     headerless_columns: tuple[str, ...] | None = None
@@ -73,6 +85,11 @@ class TaskSpec:
         return 1 if self.labels is None else len(self.labels)
 
     @property
+    def label_values(self) -> tuple[str, ...] | None:
+        """How the task's files write each class, in class-index order."""
+        return self.file_labels or self.labels
+
+    @property
     def primary_metric(self) -> str:
         """Key of the GLUE task score in `compute_metrics` output (a mean for two-metric tasks)."""
         return self.metric
@@ -83,11 +100,11 @@ class TaskSpec:
         return METRIC_COMPONENTS[self.metric]
 
 
-def _single(name: str, glue_dir: str, metric: str, **extra) -> TaskSpec:
-    """A one-sentence GLUE task: a "sentence" column and a 0/1 "label"."""
+def _single(name: str, glue_dir: str, labels: tuple[str, str], metric: str, **extra) -> TaskSpec:
+    """A one-sentence GLUE task: a "sentence" column and a 0/1 "label" (class 0 = `labels[0]`)."""
     return TaskSpec(
-        name=name, glue_dir_name=glue_dir, text_columns=("text_a",), labels=BINARY, metric=metric,
-        source_text_columns=("sentence",), source_label_column="label", hub_config=name,
+        name=name, glue_dir_name=glue_dir, text_columns=("text_a",), labels=labels, metric=metric,
+        source_text_columns=("sentence",), source_label_column="label", file_labels=BINARY, hub_config=name,
         hub_text_columns=("sentence",), **extra,
     )
 
@@ -108,18 +125,21 @@ TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
         # CoLA train/dev have no header (source, label, original mark, sentence); test.tsv has "index sentence".
-        _single("cola", "CoLA", MCC, headerless_columns=("source", "label", "original_mark", "sentence")),
-        _single("sst2", "SST-2", ACCURACY),
-        _pair("mrpc", "MRPC", BINARY, F1_ACCURACY, ("#1 String", "#2 String"), "Quality"),
-        _pair("stsb", "STS-B", None, PEARSON_SPEARMAN, ("sentence1", "sentence2"), "score"),
-        _pair("qqp", "QQP", BINARY, F1_ACCURACY, ("question1", "question2"), "is_duplicate",
-              hub_text=("question1", "question2"), skip_short_rows=True),
+        _single("cola", "CoLA", ("unacceptable", "acceptable"), MCC,
+                headerless_columns=("source", "label", "original_mark", "sentence")),
+        _single("sst2", "SST-2", ("negative", "positive"), ACCURACY),
+        _pair("mrpc", "MRPC", ("not_equivalent", "equivalent"), F1_ACCURACY, ("#1 String", "#2 String"), "Quality",
+              file_labels=BINARY, positive_class=1),
+        _pair("stsb", "STS-B", None, PEARSON_SPEARMAN, ("sentence1", "sentence2"), "score", score_range=(0.0, 5.0)),
+        _pair("qqp", "QQP", ("not_duplicate", "duplicate"), F1_ACCURACY, ("question1", "question2"), "is_duplicate",
+              hub_text=("question1", "question2"), skip_short_rows=True, file_labels=BINARY, positive_class=1),
         _pair("mnli", "MNLI", ("entailment", "neutral", "contradiction"), ACCURACY, ("sentence1", "sentence2"),
               "gold_label", hub_text=("premise", "hypothesis"), dev_splits=("dev_matched", "dev_mismatched")),
         _pair("qnli", "QNLI", NLI_BINARY, ACCURACY, ("question", "sentence"), "label",
               hub_text=("question", "sentence")),
         _pair("rte", "RTE", NLI_BINARY, ACCURACY, ("sentence1", "sentence2"), "label"),
-        _pair("wnli", "WNLI", BINARY, ACCURACY, ("sentence1", "sentence2"), "label"),
+        _pair("wnli", "WNLI", ("not_entailment", "entailment"), ACCURACY, ("sentence1", "sentence2"), "label",
+              file_labels=BINARY),
         # Not GLUE: the embedded default task, fastText-format lines "__label__neg text" (see glue_data).
         TaskSpec(name="polarity", glue_dir_name="", text_columns=("text_a",), labels=("neg", "pos"),
                  metric=ACCURACY, source_text_columns=("text",), source_label_column="label", dev_splits=()),

