@@ -27,7 +27,11 @@ def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = 
         )
         student_dir = STAGE_OUTPUTS["task_distill"] / "model"
         teacher, student = recipe.task_model(teacher_source, spec), recipe.task_model(student_dir, spec)
-        report = compare_task(teacher, student, spec, dev_sets, teacher_source, student_dir, s.params["evaluate"])
+        train_labels = splits["train"]["label"]  # the majority-class / mean baseline is the training set's
+        report = compare_task(
+            teacher, student, spec, dev_sets, teacher_source, student_dir, s.params["evaluate"], train_labels,
+            s.params["seed"],
+        )
         get_run_logger().info("\n%s", publish_report(report, s.out_dir))
     return str(s.final_dir)
 

@@ -7,13 +7,14 @@ import json
 from typing import Any
 
 import mlflow
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core import recipe
+from tinybert_core.comparison import alias_decision
 from tinybert_core.export import export_hf, model_card
-from tinybert_core.models import load_tokenizer
+from tinybert_core.models import count_parameters, load_tokenizer
 from tasks.data import first_dev_split, read_task_splits
 from tasks.export import onnx_task, register_task
 from tasks.models import encode_splits, task_teacher_name
@@ -51,8 +52,39 @@ def export(params_file: str | None = None, overrides: dict[str, Any] | None = No
 
         first_rows = splits["train"][:2]  # two rows: the input example shows one list entry per prediction
         example = {column: first_rows[column] for column in spec.text_columns}
-        register_task(hf_dir, section["registered_model_name"], section["alias"], example)
+        decision = alias_decision(scores, alias_collapsed=section["alias_collapsed"])
+        logger = get_run_logger()
+        (logger.info if decision.allowed and not decision.reasons else logger.warning)(decision.message(section["alias"]))
+        mlflow.set_tag("tinybert.alias_decision", decision.message(section["alias"]))
+        register_task(
+            hf_dir, section["registered_model_name"], section["alias"] if decision.allowed else None, example,
+            description=version_description(spec.name, scores, decision.message(section["alias"])),
+            tags=version_tags(spec.name, scores, task_teacher_name(), student),
+        )
     return str(s.final_dir)
+
+
+def version_description(task: str, scores: dict, decision: str) -> str:
+    """The registered version's description: the task, the dev scores beside teacher and baseline, the alias verdict."""
+    lines = [f"TinyBERT student for {task}."]
+    for split, scored in scores["scores"]["splits"].items():
+        retention = scored["retention"]["value"]
+        lines.append(
+            f"{split}: student {100 * scored['student']['metrics']['score']:.1f}, teacher "
+            f"{100 * scored['teacher']['metrics']['score']:.1f}, baseline {100 * scored['baseline']['metrics']['score']:.1f}"
+            + (f", retention {100 * retention:.1f}%." if retention is not None else ", retention not meaningful.")
+        )
+    return " ".join([*lines, decision])
+
+
+def version_tags(task: str, scores: dict, teacher: str, student) -> dict[str, str]:
+    first = next(iter(scores["scores"]["splits"].values()))
+    retention = first["retention"]["value"]
+    return {
+        "task": task, "teacher": teacher, "parameters": str(count_parameters(student)),
+        "retention": "not meaningful" if retention is None else f"{retention:.4f}",
+        "flags": ",".join(scores["scores"]["flags"]["student"]) or "none",
+    }
 
 
 if __name__ == "__main__":

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
 from datasets import Dataset
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel
 
-from tinybert_core.comparison import compare, markdown_table
+from tinybert_core.comparison import compare, flat_metrics, markdown_table, report_json, scores_and_timings
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.plots import plot_eval_curve, plot_learning_curves, plot_teacher_vs_student
 from tasks.params import STAGE_OUTPUTS
 from tasks.retries import IO_TASK
+from tasks.tracking import log_to_parent
 
 
 @task(cache_policy=NO_CACHE)
 def compare_task(
     teacher: PreTrainedModel, student: PreTrainedModel, spec: TaskSpec, dev_sets: dict[str, Dataset],
-    teacher_dir: Path, student_dir: Path, section: dict,
+    teacher_dir: Path, student_dir: Path, section: dict, train_labels: list, seed: int,
 ) -> dict:
     return compare(
         teacher, student, spec, dev_sets, teacher_dir, student_dir, batch_size=section["batch_size"],
         speed_repeats=section["speed_repeats"], speed_seq_length=section["speed_seq_length"],
+        train_labels=train_labels, resamples=section["bootstrap_resamples"], seed=seed, confidence=section["confidence"],
     )
 
 
@@ -34,17 +35,19 @@ def write_metrics(report: dict, out_dir: Path) -> tuple[Path, Path]:
     """The report as two DVC metrics files: scores.json (what the models are worth, the same on every run of the
     same models and data) and timings.json (its "speed": this machine, this moment). Export reads the scores
     only, so a rerun that changes nothing but the timings does not register the model again."""
-    scores = {key: value for key, value in report.items() if key != "speed"}
     paths = out_dir / "scores.json", out_dir / "timings.json"
-    for path, values in zip(paths, (scores, report["speed"])):
-        path.write_text(json.dumps(values, indent=2) + "\n")
+    for path, values in zip(paths, scores_and_timings(report)):
+        path.write_text(report_json(values))
     return paths
 
 
 @task(**IO_TASK)
 def publish_report(report: dict, out_dir: Path) -> str:
     """scores.json and timings.json for DVC, report.md, plots, MLflow metrics/artifacts and a Prefect markdown
-    artifact."""
+    artifact; every warning (a collapsed or baseline-level model) is logged too."""
+    logger = get_run_logger()
+    for warning in report["scores"]["warnings"]:
+        logger.warning(warning)
     metrics_files = write_metrics(report, out_dir)
     markdown = markdown_table(report)
     (out_dir / "report.md").write_text(markdown)
@@ -66,15 +69,22 @@ def publish_report(report: dict, out_dir: Path) -> str:
         for log in sorted(STAGE_OUTPUTS[stage].glob("*eval_log.jsonl")):
             plot_eval_curve(log, "score", plots / f"{stage}_{log.stem}.png")
 
-    for role in ("teacher", "student"):
-        for split, metrics in report[role].items():
-            mlflow.log_metrics({f"{role}/{split}/{k}": v for k, v in metrics.items()})
-    mlflow.log_metrics({f"retention/{split}": v for split, v in report["retention"].items()})
-    mlflow.log_metrics({f"speedup/{b}": report["speed"][b]["speedup"] for b in ("batch1", "batch32")})
-    mlflow.log_metric("compression", report["size"]["compression"])
+    mlflow.log_metrics(flat_metrics(report))
+    log_to_parent(headline(report))
     mlflow.log_artifacts(str(plots), artifact_path="plots")
     mlflow.log_artifact(str(out_dir / "report.md"))
     for path in metrics_files:
         mlflow.log_artifact(str(path))
     create_markdown_artifact(markdown=markdown, key=f"evaluation-{report['task']}".replace("_", "-"), description="teacher vs student")
     return markdown
+
+
+def headline(report: dict) -> dict[str, float]:
+    """What the pipeline's parent run shows: per dev split the teacher's and student's task score and retention."""
+    numbers = {}
+    for split, scored in report["scores"]["splits"].items():
+        for role in ("baseline", "teacher", "student"):
+            numbers[f"{split}/{role}_score"] = scored[role]["metrics"]["score"]
+        if scored["retention"]["value"] is not None:
+            numbers[f"{split}/retention"] = scored["retention"]["value"]
+    return {k: v for k, v in numbers.items() if v == v}  # nan (an undefined correlation) is left out

@@ -43,6 +43,8 @@ def onnx_task(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dev: D
         logger.info("ONNX %s parity: %s", name, report)
         summary[f"onnx_{name}_max_abs_logit_diff"] = report.max_abs_diff
         summary[f"onnx_{name}_label_agreement"] = report.label_agreement
+        summary[f"onnx_{name}_nontrivial_agreement"] = report.nontrivial_agreement
+        summary[f"onnx_{name}_logit_correlation"] = report.logit_correlation
         summary[f"onnx_{name}_bytes"] = (fp32 if name == "fp32" else int8).stat().st_size
     return summary
 
@@ -77,10 +79,21 @@ def log_serving_model(hf_dir: Path, example: dict[str, list[str]], registered_mo
 
 
 @task(**IO_TASK)
-def register_task(hf_dir: Path, name: str, alias: str, example: dict[str, list[str]]) -> int:
-    """Log the exported folder as a pyfunc model, register it and move `alias` to it."""
+def register_task(
+    hf_dir: Path, name: str, alias: str | None, example: dict[str, list[str]], description: str = "",
+    tags: dict[str, str] | None = None,
+) -> int:
+    """Log the exported folder as a pyfunc model, register it with a description and tags, and move `alias` to it
+    (None: registered without the alias, as for a flagged student)."""
     info = log_serving_model(hf_dir, example, registered_model_name=name)
     version = int(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(name, alias, version)
-    get_run_logger().info("registered %s version %d as @%s", name, version, alias)
+    client = MlflowClient()
+    client.update_model_version(name, str(version), description=description)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, str(version), key, value)
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+        get_run_logger().info("registered %s version %d as @%s", name, version, alias)
+    else:
+        get_run_logger().warning("registered %s version %d WITHOUT an alias", name, version)
     return version

@@ -137,6 +137,8 @@ SCHEMA: dict[str, Any] = {
         "batch_size": POSITIVE_INT,
         "speed_repeats": POSITIVE_INT,
         "speed_seq_length": Field(_number(int, 8)),
+        "bootstrap_resamples": POSITIVE_INT,
+        "confidence": Field(_number(float, 0, 1, low_open=True)),
     },
     "export": {
         "onnx": FLAG,
@@ -145,6 +147,7 @@ SCHEMA: dict[str, Any] = {
         "int8_min_label_agreement": FRACTION,
         "registered_model_name": TEXT,
         "alias": TEXT,
+        "alias_collapsed": FLAG,
     },
 }
 
@@ -185,9 +188,7 @@ def meaning_problems(params: dict[str, Any], project_root: Path) -> list[str]:
                 problems.append(f"data.glue_dir: {glue_dir / spec.glue_dir_name / f'{split}.tsv'} not found (task {spec.name})")
     elif spec.name != "polarity":
         problems.append(f"data.glue_dir: task {spec.name!r} needs a classic glue_data folder; only 'polarity' is embedded")
-    vectors = params["augment"]["word_vectors"]
-    if vectors and not (project_root / Path(vectors).expanduser()).is_file():
-        problems.append(f"augment.word_vectors: {project_root / Path(vectors).expanduser()} not found")
+    problems += _vector_problems(params["augment"]["word_vectors"], project_root)
     student = models["student"]
     if student["hidden_size"] % student["num_heads"]:
         problems.append(
@@ -202,6 +203,21 @@ def meaning_problems(params: dict[str, Any], project_root: Path) -> list[str]:
     problems += _source_problems(params["prepare_corpus"]["sources"], project_root)
     problems += _position_problems(params, project_root)
     return problems
+
+
+def _vector_problems(vectors: str | None, project_root: Path) -> list[str]:
+    import importlib.util
+
+    from tinybert_core.augment.word_vectors import PACKAGED_VECTORS
+
+    if not vectors:
+        return []
+    if vectors in PACKAGED_VECTORS:
+        package = PACKAGED_VECTORS[vectors][0]
+        found = importlib.util.find_spec(package) is not None
+        return [] if found else [f"augment.word_vectors: {vectors!r} needs the package {package.replace('_', '-')}"]
+    path = project_root / Path(vectors).expanduser()
+    return [] if path.is_file() else [f"augment.word_vectors: {path} not found (packaged: {', '.join(PACKAGED_VECTORS)})"]
 
 
 def _source_problems(sources: list[str], project_root: Path) -> list[str]:
