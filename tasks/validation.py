@@ -87,6 +87,8 @@ TRAINING = {  # the keys of every training section (general_distill, finetune_te
     "save_every": Field(_number(int, 0)),
 }
 
+EVAL_EVERY = Field(_number(int, 0))  # for the sections that train against labelled dev data
+
 SCHEMA: dict[str, Any] = {
     "task": TEXT,
     "seed": Field(_number(int, 0)),
@@ -115,7 +117,7 @@ SCHEMA: dict[str, Any] = {
         "max_sequences": Field(_number(int, 1), optional=True),
     },
     "general_distill": TRAINING,
-    "finetune_teacher": TRAINING,
+    "finetune_teacher": {**TRAINING, "eval_every": EVAL_EVERY},
     "augment": {
         "enabled": FLAG,
         "p_t": FRACTION,
@@ -130,7 +132,7 @@ SCHEMA: dict[str, Any] = {
     "task_distill": {
         "temperature": POSITIVE_FLOAT,
         "stage1": {"enabled": FLAG, **TRAINING},
-        "stage2": TRAINING,
+        "stage2": {**TRAINING, "eval_every": EVAL_EVERY},
         "general_student": FLAG,
     },
     "evaluate": {

@@ -54,7 +54,7 @@ def test_every_problem_is_listed_at_once_and_unknown_keys_are_rejected(params_fi
         load_params(params_file)
     assert error.value.problems == [
         "finetune_teacher.epochz: unknown parameter (known here: epochs, batch_size, learning_rate, warmup_proportion, "
-        "weight_decay, max_grad_norm, save_every)",
+        "weight_decay, max_grad_norm, save_every, eval_every)",
         "finetune_teacher.epochs: must be > 0, got 0",
         "export.alias: must be set (null is not allowed here)",
     ]
