@@ -90,12 +90,12 @@ def _deberta_self_attention_forward(
         position_bias = self.disentangled_attention_bias(
             query, key, relative_pos, self.pos_dropout(rel_embeddings), scale_factor
         ).view(batch, nh, length, length)
-    split = lambda x: x.view(batch, nh, length, -1)  # noqa: E731
+    query, key, value = (x.view(batch, nh, length, -1) for x in (query, key, value))
     dropout = self.dropout.p if self.training else 0.0
     # DeBERTa's mask is 0/1 (B, 1, T, T), padded queries masked too; nonzero means "may attend".
     mask = attention_mask.bool()
     scaling = (query.size(-1) * scale_factor) ** -0.5
-    output, scores = attend(self, split(query), split(key), split(value), mask, scaling, dropout, position_bias)
+    output, scores = attend(self, query, key, value, mask, scaling, dropout, position_bias)
     return output.reshape(batch, length, -1), scores
 
 
