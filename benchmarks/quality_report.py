@@ -34,7 +34,10 @@ from tinybert_core.glue_data import load_glue_split
 from tinybert_core.glue_metrics import SCORE
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import StudentShape, load_tokenizer
-from tinybert_core.recipe import encode_task, finetune, finetune_teacher, general_distill, student_for_task, task_distill
+from tinybert_core.general_student import save_projections
+from tinybert_core.recipe import (
+    encode_task, finetune, finetune_teacher, general_distill, projections_for_task, student_for_task, task_distill,
+)
 
 from table import print_table
 
@@ -68,7 +71,7 @@ def config(epochs: float, learning_rate: float, seed: int, batch_size: int = 32)
 
 def run_task(name: str, args, profile: Profile, general_dir: Path, work: Path, tokenizer, augmenter) -> dict:
     task = get_task(name)
-    max_len = 128 if task.is_pair else 64
+    max_len = task.max_seq_length
     raw_train = load_glue_split(task, args.glue_dir, "train", limit=profile.train_examples)
     dev = encode_task(load_glue_split(task, args.glue_dir, task.dev_splits[0]), tokenizer, task, max_len)
     train = encode_task(raw_train, tokenizer, task, max_len)
@@ -80,8 +83,11 @@ def run_task(name: str, args, profile: Profile, general_dir: Path, work: Path, t
     stage2 = config(profile.stage2_epochs, 3e-4, args.seed)
 
     def distilled(variant: str, general: bool, with_stage1: bool, data) -> float:
-        student = student_for_task(task, teacher, general_dir if general else None, STUDENT, args.seed)
-        task_distill(teacher, student, task, data, None, stage1 if with_stage1 else None, stage2, work / name / variant)
+        start = general_dir if general else None
+        student = student_for_task(task, teacher, start, STUDENT, args.seed)
+        projections = projections_for_task(start, student, teacher)  # general distillation's W_e/W_h
+        task_distill(teacher, student, task, data, None, stage1 if with_stage1 else None, stage2, work / name / variant,
+                     projections=projections)
         return evaluate_model(student, dev, task)[SCORE]
 
     scores["student"] = distilled("student", True, True, augmented)
@@ -131,6 +137,7 @@ def main() -> None:
     general = general_distill(TEACHER, corpus, STUDENT, config(profile.general_epochs, 1e-3, args.seed), args.work_dir / "general")
     general_dir = args.work_dir / "general" / "model"
     general.student.save_pretrained(general_dir)
+    save_projections(general.projections, general_dir)
 
     augmenter = build_augmenter(AugmentConfig(n_aug=profile.n_aug, seed=args.seed), masked_lm=args.masked_lm, vectors=args.glove)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"

@@ -20,7 +20,8 @@ def encode_examples(
     text_columns: Sequence[str] = ("text_a",),
     max_seq_length: int = 128,
 ) -> Dataset:
-    """Tokenize text columns (one sentence or a pair) into unpadded `input_ids` / `token_type_ids`.
+    """Tokenize text columns (one sentence or a pair) into unpadded `input_ids` (and `token_type_ids` where the
+    tokenizer makes them).
 
     The `label` column, when present, is kept as `labels`.
     """
@@ -31,7 +32,8 @@ def encode_examples(
     def tokenize(rows: dict) -> dict:
         texts = [rows[c] for c in text_columns]
         encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length, return_attention_mask=False)
-        return {"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"]}
+        # RoBERTa, MPNet, DistilBERT and ModernBERT tokenizers return no token types.
+        return {key: encoded[key] for key in ("input_ids", "token_type_ids") if key in encoded}
 
     keep = {"label"} & set(dataset.column_names)
     encoded = dataset.map(

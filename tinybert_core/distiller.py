@@ -64,6 +64,7 @@ class TrainResult:
     final_losses: dict[str, float]
     eval_metrics: dict[str, float]
     log_path: Path
+    projections: torch.nn.Module | None = None  # W_e/W_h trained with the intermediate layers; None otherwise
 
 
 def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -214,7 +215,7 @@ def train(
     if evaluate:
         eval_metrics = _run_eval(evaluate, objective, topology, state.step, run_dir, on_log)
     _save(run_dir, objective, optimizer, state, config, topology)
-    return TrainResult(objective.student, state, final_losses, eval_metrics, log_path)
+    return TrainResult(objective.student, state, final_losses, eval_metrics, log_path, objective.projections)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------

@@ -80,6 +80,11 @@ class TaskSpec:
         return len(self.text_columns) == 2
 
     @property
+    def max_seq_length(self) -> int:
+        """Default tokens per input: the paper's 64 for single-sentence tasks and 128 for sentence pairs."""
+        return 128 if self.is_pair else 64
+
+    @property
     def num_labels(self) -> int:
         """Number of model outputs: the number of classes, or 1 for regression."""
         return 1 if self.labels is None else len(self.labels)

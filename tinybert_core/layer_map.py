@@ -8,6 +8,8 @@ from typing import Sequence
 
 from transformers import PretrainedConfig
 
+from tinybert_core.families import num_layers
+
 
 class LayerMapError(ValueError):
     """The student and teacher cannot be paired as asked."""
@@ -66,15 +68,19 @@ def build_layer_map(
     student_config: PretrainedConfig,
     teacher_config: PretrainedConfig,
     explicit: Sequence[int] | None = None,
+    attention_loss: bool = True,
 ) -> LayerMap:
-    """The layer map for a student/teacher pair; attention transfer also needs equal head counts."""
-    if student_config.num_attention_heads != teacher_config.num_attention_heads:
+    """The layer map for a student/teacher pair, layers counted by each family's adapter (ALBERT's shared
+    layers once per repetition). The attention loss compares heads one to one, so it needs equal head counts;
+    `attention_loss=False` (the loss switched off) lifts that condition."""
+    if attention_loss and student_config.num_attention_heads != teacher_config.num_attention_heads:
         raise LayerMapError(
             f"attention distillation compares heads one to one, but the student has "
             f"{student_config.num_attention_heads} heads and the teacher {teacher_config.num_attention_heads}; "
-            f"give the student {teacher_config.num_attention_heads} heads"
+            f"give the student {teacher_config.num_attention_heads} heads, or switch the attention loss off "
+            f"(attention_loss=False)"
         )
-    m, n = student_config.num_hidden_layers, teacher_config.num_hidden_layers
+    m, n = num_layers(student_config), num_layers(teacher_config)
     if explicit:
         return explicit_layer_map(explicit, m, n)
     return uniform_layer_map(m, n)

@@ -19,10 +19,18 @@ def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor)
     return squared.sum() / (token_mask.sum() * teacher.size(-1)).clamp_min(1.0)
 
 
-def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE of pre-softmax attention scores over real (query, key) pairs. scores: (B, nh, T, T); mask: (B, T)."""
+def attention_mse(
+    student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """MSE of pre-softmax attention scores over real (query, key) pairs. scores: (B, nh, T, T); mask: (B, T).
+
+    `allowed` (boolean, broadcastable to (B, 1, T, T)) further limits the pairs to those the layers' softmax
+    sees: a local-attention layer (ModernBERT) never uses the logits outside its window.
+    """
     real = mask.to(torch.float32)
     pair_mask = (real[:, :, None] * real[:, None, :]).unsqueeze(1)  # (B, 1, T, T)
+    if allowed is not None:
+        pair_mask = pair_mask * allowed.to(torch.float32)
     squared = (student.float() - teacher.float()).pow(2) * pair_mask
     return squared.sum() / (pair_mask.sum() * teacher.size(1)).clamp_min(1.0)
 

@@ -21,7 +21,7 @@ from transformers import PreTrainedModel
 
 from tinybert_core.layer_map import LayerMap
 from tinybert_core.losses import Projections, attention_mse, hidden_mse, prediction_loss
-from tinybert_core.models import Intermediates, forward_intermediates
+from tinybert_core.models import Intermediates, forward_intermediates, joint_mask
 
 Mode = Literal["general", "finetune", "task_intermediate", "task_prediction"]
 MODES: tuple[str, ...] = ("general", "finetune", "task_intermediate", "task_prediction")
@@ -39,6 +39,7 @@ class DistillationObjective(nn.Module):
         projections: Projections | None = None,
         temperature: float = 1.0,
         regression: bool = False,
+        attention_loss: bool = True,
     ):
         super().__init__()
         if mode not in MODES:
@@ -51,6 +52,7 @@ class DistillationObjective(nn.Module):
         self.projections = projections if mode in INTERMEDIATE_MODES else None
         self.temperature = temperature
         self.regression = regression
+        self.attention_loss = attention_loss  # False: no attention loss (student and teacher heads differ)
 
     @property
     def needs_teacher(self) -> bool:
@@ -61,7 +63,7 @@ class DistillationObjective(nn.Module):
         if self.mode not in INTERMEDIATE_MODES:
             return (), ()
         teacher_layers = self.layer_map.teacher_layers
-        return (0, *teacher_layers), teacher_layers
+        return (0, *teacher_layers), teacher_layers if self.attention_loss else ()
 
     def forward(self, batch: dict[str, torch.Tensor], teacher: Intermediates | None = None) -> dict[str, torch.Tensor]:
         if self.mode in INTERMEDIATE_MODES:
@@ -79,14 +81,20 @@ class DistillationObjective(nn.Module):
 
     def _intermediate_losses(self, batch: dict[str, torch.Tensor], teacher: Intermediates) -> dict[str, torch.Tensor]:
         student_layers = self.layer_map.student_layers
-        student = forward_intermediates(self.student, batch, hidden_layers=(0, *student_layers), score_layers=student_layers)
+        score_layers = student_layers if self.attention_loss else ()
+        student = forward_intermediates(self.student, batch, hidden_layers=(0, *student_layers), score_layers=score_layers)
         mask = batch["attention_mask"]
         embedding = hidden_mse(self.projections(student.hidden[0], layer=0), teacher.hidden[0], mask)
         hidden = sum(
             hidden_mse(self.projections(student.hidden[m], layer=m), teacher.hidden[n], mask)
             for m, n in self.layer_map.pairs
         )
-        attention = sum(attention_mse(student.scores[m], teacher.scores[n], mask) for m, n in self.layer_map.pairs)
+        attention = embedding.new_zeros(())
+        if self.attention_loss:
+            attention = sum(
+                attention_mse(student.scores[m], teacher.scores[n], mask, joint_mask(student.score_masks[m], teacher.score_masks[n]))
+                for m, n in self.layer_map.pairs
+            )
         total = embedding + hidden + attention
         return {
             "loss": total,

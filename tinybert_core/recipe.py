@@ -1,8 +1,11 @@
 """The TinyBERT recipe as plain functions: each step wires models, objective and training loop.
 
     teacher = finetune_teacher("minilm-l6", task, train, dev, TrainConfig(...), "runs/teacher").student
-    general = general_distill("minilm-l6", corpus, StudentShape(...), TrainConfig(...), "runs/general").student
-    student = task_distill(teacher, general, task, augmented, dev, stage1, stage2, "runs/task").student
+    general = general_distill("minilm-l6", corpus, StudentShape(...), TrainConfig(...), "runs/general")
+    # ... saved as a General TinyBERT folder, with save_projections(general.projections, folder)
+    student = student_for_task(task, teacher, folder, StudentShape(...), seed=0)
+    projections = projections_for_task(folder, student, teacher)   # its W_e/W_h start task stage 1
+    student = task_distill(teacher, student, task, augmented, dev, stage1, stage2, "runs/task", projections=projections).student
 
 The pipeline's flows call these one per stage; benchmarks call them to run ablations. Datasets passed in are
 already encoded (`encode_task` / `prepare_corpus`).
@@ -10,6 +13,7 @@ already encoded (`encode_task` / `prepare_corpus`).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -20,30 +24,42 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tinybert_core.batching import encode_examples
 from tinybert_core.distiller import MetricsCallback, TrainConfig, TrainResult, train
 from tinybert_core.evaluation import evaluator
+from tinybert_core.general_student import load_projections
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.layer_map import build_layer_map
 from tinybert_core.losses import Projections
 from tinybert_core.models import Head, StudentShape, build_student, load_model
 from tinybert_core.objectives import DistillationObjective
+from tinybert_core.vocabulary import VocabularyError
+
+log = logging.getLogger(__name__)
 
 
 def head_for(task: TaskSpec) -> Head:
     return "regression" if task.is_regression else "classification"
 
 
-def encode_task(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, task: TaskSpec, max_seq_length: int) -> Dataset:
-    """Tokenize a task split (text_a[, text_b], label) into model inputs."""
-    return encode_examples(dataset, tokenizer, task.text_columns, max_seq_length)
+def encode_task(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, task: TaskSpec, max_seq_length: int | None = None
+) -> Dataset:
+    """Tokenize a task split (text_a[, text_b], label) into model inputs, truncated to `max_seq_length`
+    tokens (default: the task's, 64 for one sentence and 128 for pairs)."""
+    return encode_examples(dataset, tokenizer, task.text_columns, max_seq_length or task.max_seq_length)
 
 
-def task_model(source: str | Path, task: TaskSpec, seed: int | None = None) -> PreTrainedModel:
+def task_model(
+    source: str | Path, task: TaskSpec, seed: int | None = None, label_mapping: dict[str, str] | None = None
+) -> PreTrainedModel:
     """A model with the task's head, loaded from a packaged name, local directory or hub id.
 
-    `seed` fixes the initialisation of a head the checkpoint lacks (a general model loaded for a task).
+    `seed` fixes the initialisation of a head the checkpoint lacks (a general model loaded for a task). A
+    checkpoint's own head is reordered to the task's labels, matched by name or by `label_mapping`
+    ({checkpoint label: task label}; needed for generic names such as LABEL_0).
     """
     if seed is not None:
         torch.manual_seed(seed)
-    return load_model(source, head=head_for(task), labels=list(task.labels) if task.labels else None)
+    labels = list(task.labels) if task.labels else None
+    return load_model(source, head=head_for(task), labels=labels, label_mapping=label_mapping)
 
 
 def finetune(
@@ -82,11 +98,16 @@ def general_distill(
     run_dir: str | Path,
     layer_map: Sequence[int] | None = None,
     on_log: MetricsCallback | None = None,
+    student_family: str = "bert",
+    attention_loss: bool = True,
 ) -> TrainResult:
-    """General distillation: a fresh student mimics the general teacher's layers on a general corpus."""
+    """General distillation: a fresh student mimics the general teacher's layers on a general corpus.
+
+    The result's `projections` (W_e/W_h) belong with the General TinyBERT: `general_student.save_projections`.
+    """
     teacher = load_model(teacher_source, head="none")
-    student = build_student(shape, teacher.config, head="none", seed=config.seed)
-    objective = _intermediate_objective("general", student, teacher, layer_map)
+    student = build_student(shape, teacher.config, head="none", seed=config.seed, family=student_family)
+    objective = _intermediate_objective("general", student, teacher, layer_map, attention_loss=attention_loss)
     return train(objective, corpus, config, run_dir, teacher=teacher, on_log=on_log)
 
 
@@ -102,36 +123,114 @@ def task_distill(
     temperature: float = 1.0,
     layer_map: Sequence[int] | None = None,
     on_log: MetricsCallback | None = None,
+    projections: Projections | None = None,
+    attention_loss: bool = True,
 ) -> TrainResult:
-    """Task distillation: intermediate layers first (`stage1`; None skips it), then the prediction layer."""
+    """Task distillation: intermediate layers first (`stage1`; None skips it), then the prediction layer.
+
+    `projections` start stage 1's W_e/W_h (those of the General TinyBERT, `projections_for_task`); None: fresh.
+    """
     run_dir = Path(run_dir)
     if stage1 is not None:
-        objective = _intermediate_objective("task_intermediate", student, teacher, layer_map)
-        train(objective, train_data, stage1, run_dir / "stage1", teacher=teacher, on_log=_prefixed(on_log, "stage1"))
-    objective = DistillationObjective(student, "task_prediction", temperature=temperature, regression=task.is_regression)
-    evaluate = evaluator(dev_data, task) if dev_data is not None else None
-    return train(
-        objective, train_data, stage2, run_dir / "stage2", teacher=teacher, evaluate=evaluate,
-        on_log=_prefixed(on_log, "stage2"),
+        task_intermediate_distill(
+            teacher, student, train_data, stage1, run_dir / "stage1", layer_map, projections, attention_loss,
+            on_log=_prefixed(on_log, "stage1"),
+        )
+    return task_prediction_distill(
+        teacher, student, task, train_data, dev_data, stage2, run_dir / "stage2", temperature, on_log=_prefixed(on_log, "stage2")
     )
 
 
+def task_intermediate_distill(
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    train_data: Dataset,
+    config: TrainConfig,
+    run_dir: str | Path,
+    layer_map: Sequence[int] | None = None,
+    projections: Projections | None = None,
+    attention_loss: bool = True,
+    on_log: MetricsCallback | None = None,
+) -> TrainResult:
+    """Task stage 1: embeddings, hidden states and attention scores of the fine-tuned teacher."""
+    objective = _intermediate_objective("task_intermediate", student, teacher, layer_map, projections, attention_loss)
+    return train(objective, train_data, config, run_dir, teacher=teacher, on_log=on_log)
+
+
+def task_prediction_distill(
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    task: TaskSpec,
+    train_data: Dataset,
+    dev_data: Dataset | None,
+    config: TrainConfig,
+    run_dir: str | Path,
+    temperature: float = 1.0,
+    on_log: MetricsCallback | None = None,
+) -> TrainResult:
+    """Task stage 2: the teacher's predictions (soft cross-entropy, or MSE for regression)."""
+    objective = DistillationObjective(student, "task_prediction", temperature=temperature, regression=task.is_regression)
+    evaluate = evaluator(dev_data, task) if dev_data is not None else None
+    return train(objective, train_data, config, run_dir, teacher=teacher, evaluate=evaluate, on_log=on_log)
+
+
 def student_for_task(
-    task: TaskSpec, teacher: PreTrainedModel, general_student: str | Path | None, shape: StudentShape, seed: int
+    task: TaskSpec,
+    teacher: PreTrainedModel,
+    general_student: str | Path | None,
+    shape: StudentShape,
+    seed: int,
+    family: str = "bert",
 ) -> PreTrainedModel:
-    """The student task distillation starts from: the General TinyBERT, or a random one of `shape`."""
+    """The student task distillation starts from: a General TinyBERT, or a random one of `shape` and `family`.
+
+    `general_student` is ours (general_distill's output) or a published one: a local folder or hub id, in
+    transformers' format or the reference code's (huawei-noah/TinyBERT_General_4L_312D).
+    """
     if general_student is not None:
-        return task_model(general_student, task, seed)
+        student = task_model(general_student, task, seed)
+        if student.config.vocab_size != teacher.config.vocab_size:
+            raise VocabularyError(
+                f"general student {general_student} has {student.config.vocab_size} embedding rows and the teacher "
+                f"{teacher.config.vocab_size}: they do not share one vocabulary"
+            )
+        return student
     labels = list(task.labels) if task.labels else None
-    return build_student(shape, teacher.config, head=head_for(task), labels=labels, seed=seed)
+    return build_student(shape, teacher.config, head=head_for(task), labels=labels, seed=seed, family=family)
+
+
+def projections_for_task(
+    general_student: str | Path | None, student: PreTrainedModel, teacher: PreTrainedModel
+) -> Projections | None:
+    """W_e/W_h saved with the General TinyBERT, to start task stage 1 from; None: stage 1 starts fresh ones."""
+    if general_student is None:
+        return None
+    return load_projections(general_student, student.config.hidden_size, teacher.config.hidden_size)
 
 
 def _intermediate_objective(
-    mode: str, student: PreTrainedModel, teacher: PreTrainedModel, layer_map: Sequence[int] | None
+    mode: str,
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    layer_map: Sequence[int] | None,
+    projections: Projections | None = None,
+    attention_loss: bool = True,
 ) -> DistillationObjective:
-    mapping = build_layer_map(student.config, teacher.config, layer_map)
-    projections = Projections(student.config.hidden_size, teacher.config.hidden_size)
-    return DistillationObjective(student, mode, mapping, projections)
+    mapping = build_layer_map(student.config, teacher.config, layer_map, attention_loss=attention_loss)
+    if not attention_loss:
+        log.warning(
+            "attention loss switched off: %s distillation matches embeddings and hidden states only "
+            "(student %d heads, teacher %d)", mode, student.config.num_attention_heads, teacher.config.num_attention_heads,
+        )
+    widths = (student.config.hidden_size, teacher.config.hidden_size)
+    if projections is None:
+        projections = Projections(*widths)
+    elif (projections.hidden.in_features, projections.hidden.out_features) != widths:
+        raise ValueError(
+            f"projections map width {projections.hidden.in_features} to {projections.hidden.out_features}; this "
+            f"student is {widths[0]} wide and the teacher {widths[1]}"
+        )
+    return DistillationObjective(student, mode, mapping, projections, attention_loss=attention_loss)
 
 
 def _prefixed(on_log: MetricsCallback | None, prefix: str) -> MetricsCallback | None:

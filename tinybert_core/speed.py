@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
+from tinybert_core.families import model_inputs
+
 
 @dataclass
 class SpeedResult:
@@ -66,7 +68,8 @@ def time_models(
     batch = random_batch(vocab, batch_size, seq_length, device)
     for model in models.values():
         model.to(device).eval()
-    runners = {name: (lambda model=model: model(**batch)) for name, model in models.items()}
+    # Each model gets the inputs its family takes (no token types for MPNet, DistilBERT, ModernBERT...).
+    runners = {name: (lambda model=model: model(**model_inputs(model, batch))) for name, model in models.items()}
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         medians = interleaved_medians(runners, repeats, warmup, device)
     return {name: SpeedResult(name, batch_size, seq_length, seconds) for name, seconds in medians.items()}
