@@ -11,8 +11,8 @@ from flows.stage import stage
 from tinybert_core import recipe
 from tasks.data import read_task_splits
 from tasks.evaluation import compare_task, publish_report
-from tasks.models import encode_splits, task_teacher_source
-from tasks.params import STAGE_OUTPUTS
+from tasks.models import encode_splits, load_task_teacher, task_teacher_source
+from tasks.params import STAGE_OUTPUTS, seq_length
 
 
 @flow(name="evaluate")
@@ -23,10 +23,11 @@ def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = 
         teacher_source = task_teacher_source()
         dev_sets = encode_splits(
             {name: split for name, split in splits.items() if name != "train"}, teacher_source, spec,
-            s.params["data"]["max_seq_length"],
+            seq_length(s.params, spec),
         )
         student_dir = STAGE_OUTPUTS["task_distill"] / "model"
-        teacher, student = recipe.task_model(teacher_source, spec), recipe.task_model(student_dir, spec)
+        teacher = load_task_teacher(spec, s.params["models"]["label_mapping"])
+        student = recipe.task_model(student_dir, spec)
         train_labels = splits["train"]["label"]  # the majority-class / mean baseline is the training set's
         report = compare_task(
             teacher, student, spec, dev_sets, teacher_source, student_dir, s.params["evaluate"], train_labels,

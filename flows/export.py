@@ -18,7 +18,7 @@ from tinybert_core.models import count_parameters, load_tokenizer
 from tasks.data import first_dev_split, read_task_splits
 from tasks.export import onnx_task, register_task
 from tasks.models import encode_splits, task_teacher_name
-from tasks.params import STAGE_OUTPUTS
+from tasks.params import STAGE_OUTPUTS, seq_length
 from tasks.tracking import git_tags, lineage
 
 UPSTREAM = ("prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate")
@@ -46,7 +46,7 @@ def export(params_file: str | None = None, overrides: dict[str, Any] | None = No
 
         if section["onnx"]:
             dev_name = first_dev_split(splits)
-            dev = encode_splits({dev_name: splits[dev_name]}, student_dir, spec, s.params["data"]["max_seq_length"])[dev_name]
+            dev = encode_splits({dev_name: splits[dev_name]}, student_dir, spec, seq_length(s.params, spec))[dev_name]
             parity = onnx_task(student, tokenizer, dev, s.out_dir / "onnx", section)
             mlflow.log_metrics(parity)
 

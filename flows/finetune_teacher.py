@@ -8,9 +8,10 @@ from prefect import flow, get_run_logger
 
 from flows.arguments import stage_main
 from flows.stage import stage
+from tinybert_core import recipe
 from tasks.data import first_dev_split, read_task_splits
 from tasks.models import encode_splits, write_teacher_pointer
-from tasks.params import STAGE_OUTPUTS, train_config
+from tasks.params import STAGE_OUTPUTS, seq_length, train_config
 from tasks.reporting import finish_training_stage
 from tasks.training import finetune_teacher_task
 
@@ -19,13 +20,18 @@ from tasks.training import finetune_teacher_task
 def finetune_teacher(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
     with stage("finetune_teacher", params_file, overrides, ("finetune_teacher",), upstream=("prepare_task",)) as s:
         models = s.params["models"]
+        spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
         if models["finetuned_teacher"]:
-            get_run_logger().info("using the fine-tuned teacher %s; nothing to train", models["finetuned_teacher"])
+            # Loaded once here so a head that cannot be matched to the task's labels stops this stage, not a later one.
+            teacher = recipe.task_model(models["finetuned_teacher"], spec, label_mapping=models["label_mapping"])
+            get_run_logger().info(
+                "using the fine-tuned teacher %s (labels %s); nothing to train", models["finetuned_teacher"],
+                [teacher.config.id2label[i] for i in range(teacher.config.num_labels)],
+            )
             write_teacher_pointer(s.out_dir, models["finetuned_teacher"], fine_tuned_here=False)
             return str(s.final_dir)
 
-        spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
-        encoded = encode_splits(splits, models["teacher"], spec, s.params["data"]["max_seq_length"])
+        encoded = encode_splits(splits, models["teacher"], spec, seq_length(s.params, spec))
         config = train_config(s.params["finetune_teacher"], s.params["seed"])
         result = finetune_teacher_task(
             models["teacher"], spec, encoded["train"], encoded[first_dev_split(encoded)], config, s.scratch_dir(), s.out_dir

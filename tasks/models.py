@@ -13,13 +13,41 @@ from tinybert_core.models import load_tokenizer
 from tasks.params import PROJECT_ROOT, STAGE_OUTPUTS
 
 TEACHER_POINTER = "teacher.json"
+GENERAL_POINTER = "general_student.json"
+
+
+def _project_relative(source: str | Path) -> str:
+    # Relative inside the project so a pointer (a DVC output) does not depend on where the clone lives.
+    return str(Path(source).relative_to(PROJECT_ROOT)) if Path(source).is_relative_to(PROJECT_ROOT) else str(source)
+
+
+def _resolved(source: str) -> str:
+    return str(PROJECT_ROOT / source) if (PROJECT_ROOT / source).exists() else source
 
 
 def write_teacher_pointer(out_dir: Path, source: str | Path, fine_tuned_here: bool) -> None:
     """The task teacher is either trained by finetune_teacher or named in params; later stages read this."""
-    # Relative inside the project so the pointer (a DVC output) does not depend on where the clone lives.
-    source = str(Path(source).relative_to(PROJECT_ROOT)) if Path(source).is_relative_to(PROJECT_ROOT) else str(source)
-    (out_dir / TEACHER_POINTER).write_text(json.dumps({"source": source, "fine_tuned_here": fine_tuned_here}) + "\n")
+    (out_dir / TEACHER_POINTER).write_text(json.dumps({"source": _project_relative(source), "fine_tuned_here": fine_tuned_here}) + "\n")
+
+
+def write_general_pointer(out_dir: Path, source: str | Path, distilled_here: bool) -> None:
+    """The General TinyBERT is either distilled by general_distill or named in params (models.general_student)."""
+    (out_dir / GENERAL_POINTER).write_text(json.dumps({"source": _project_relative(source), "distilled_here": distilled_here}) + "\n")
+
+
+def general_student_source() -> str:
+    """The General TinyBERT task distillation starts from, as a path or hub id."""
+    return _resolved(json.loads((STAGE_OUTPUTS["general_distill"] / GENERAL_POINTER).read_text())["source"])
+
+
+def load_task_teacher(spec: TaskSpec, label_mapping: dict[str, str] | None = None):
+    """The task teacher with its classifier rows in the task's label order.
+
+    A teacher fine-tuned here already is; one from elsewhere is matched to the task's labels by name, or by
+    `label_mapping` ({its label: task label}) when its names are generic (LABEL_0, ...).
+    """
+    pointer = json.loads((STAGE_OUTPUTS["finetune_teacher"] / TEACHER_POINTER).read_text())
+    return recipe.task_model(_resolved(pointer["source"]), spec, label_mapping=None if pointer["fine_tuned_here"] else label_mapping)
 
 
 def task_teacher_name() -> str:
@@ -29,8 +57,7 @@ def task_teacher_name() -> str:
 
 def task_teacher_source() -> str:
     """The task teacher as a path or name to load it from."""
-    source = task_teacher_name()
-    return str(PROJECT_ROOT / source) if (PROJECT_ROOT / source).exists() else source
+    return _resolved(task_teacher_name())
 
 
 def encode_splits(splits: dict[str, Dataset], tokenizer_source: str | Path, spec: TaskSpec, max_seq_length: int) -> dict[str, Dataset]:

@@ -80,7 +80,13 @@ def train_config(section: dict[str, Any], seed: int, **fixed: Any) -> TrainConfi
 
 
 def student_shape(models: dict[str, Any]) -> StudentShape:
-    return StudentShape(**models["student"])
+    """The student's numbers from models.student (its `family` is passed to `build_student` separately)."""
+    return StudentShape(**{k: v for k, v in models["student"].items() if k != "family"})
+
+
+def seq_length(params: dict[str, Any], spec) -> int:
+    """Task inputs are truncated to data.max_seq_length, or by default to the task's own (64 single, 128 pairs)."""
+    return params["data"]["max_seq_length"] or spec.max_seq_length
 
 
 def resolve_source(name: str, project_root: Path | None = None) -> Path:

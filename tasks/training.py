@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from tinybert_core import recipe
 from tinybert_core.distiller import TrainConfig, TrainResult
 from tinybert_core.export import export_hf
+from tinybert_core.general_student import save_projections
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.models import StudentShape, load_tokenizer
 from tasks.retries import TRAIN_TASK
@@ -90,12 +91,15 @@ def finetune_teacher_task(
 @task(**TRAIN_TASK)
 def general_distill_task(
     teacher: str, corpus: Dataset, shape: StudentShape, config: TrainConfig, run_dir: Path, out_dir: Path,
-    layer_map: list[int] | None = None,
+    layer_map: list[int] | None = None, student_family: str = "bert", attention_loss: bool = True,
 ) -> TrainResult:
     get_run_logger().info("general distillation of %s into %s on %d sequences", teacher, shape, len(corpus))
     progress = TrainingProgress({"": planned_steps(config, len(corpus))})
-    result = recipe.general_distill(teacher, corpus, shape, config, run_dir, layer_map=layer_map, on_log=progress)
-    _save(result.student, teacher, out_dir)
+    result = recipe.general_distill(
+        teacher, corpus, shape, config, run_dir, layer_map=layer_map, on_log=progress, student_family=student_family,
+        attention_loss=attention_loss,
+    )
+    save_projections(result.projections, _save(result.student, teacher, out_dir))  # task stage 1 starts from them
     keep_logs(Path(run_dir), out_dir)
     return result
 
@@ -104,7 +108,7 @@ def general_distill_task(
 def task_distill_task(
     teacher: PreTrainedModel, student: PreTrainedModel, tokenizer_source: str | Path, spec: TaskSpec,
     train: Dataset, dev: Dataset, stage1: TrainConfig | None, stage2: TrainConfig, temperature: float,
-    run_dir: Path, out_dir: Path, layer_map: list[int] | None = None,
+    run_dir: Path, out_dir: Path, layer_map: list[int] | None = None, projections=None, attention_loss: bool = True,
 ) -> TrainResult:
     logger = get_run_logger()
     logger.info("task distillation on %d examples: %s", len(train), "stage 1 + stage 2" if stage1 else "stage 2 only")
@@ -113,7 +117,7 @@ def task_distill_task(
         totals["stage1"] = planned_steps(stage1, len(train))
     result = recipe.task_distill(
         teacher, student, spec, train, dev, stage1, stage2, run_dir, temperature=temperature,
-        layer_map=layer_map, on_log=TrainingProgress(totals),
+        layer_map=layer_map, on_log=TrainingProgress(totals), projections=projections, attention_loss=attention_loss,
     )
     _save(result.student, tokenizer_source, out_dir)
     for stage in ("stage1", "stage2"):

@@ -65,6 +65,12 @@ def _int_list(value: Any) -> str | None:
     return None
 
 
+def _str_mapping(value: Any) -> str | None:
+    if not isinstance(value, dict) or not value or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return f"must map label names to label names, e.g. {{LABEL_0: negative}}, got {value!r}"
+    return None
+
+
 def _str_list(value: Any) -> str | None:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         return f"must be a non-empty list of names, got {value!r}"
@@ -97,12 +103,16 @@ SCHEMA: dict[str, Any] = {
         "max_train_examples": Field(_number(int, 1), optional=True),
         "max_dev_examples": Field(_number(int, 1), optional=True),
         "dev_fraction": Field(_number(float, 0, 1, low_open=True)),
-        "max_seq_length": Field(_number(int, 8)),
+        "max_seq_length": Field(_number(int, 8), optional=True),
     },
     "models": {
         "teacher": TEXT,
         "finetuned_teacher": Field(_of_type(str, "a model folder or hub id"), optional=True),
+        "label_mapping": Field(_str_mapping, optional=True),
+        "general_student": Field(_of_type(str, "a model folder or hub id"), optional=True),
+        "attention_loss": FLAG,
         "student": {
+            "family": TEXT,
             "num_layers": POSITIVE_INT,
             "hidden_size": POSITIVE_INT,
             "intermediate_size": POSITIVE_INT,
@@ -247,21 +257,19 @@ def _position_problems(params: dict[str, Any], project_root: Path) -> list[str]:
         return [f"models.teacher: {error}"]
     except (OSError, ValueError):
         return []  # a hub id offline: the stage that loads it says so with the full story
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions is None:
-        return []
-    # RoBERTa-style position ids start after the padding index, so two positions are not usable.
-    usable = positions - (config.pad_token_id + 1 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else 0)
+    from tinybert_core.families import FamilyError, usable_positions
+
+    try:
+        usable = usable_positions(config)
+    except FamilyError as error:
+        return [f"models.teacher: {error}"]
     problems = []
-    for key, value in (("data.max_seq_length", params["data"]["max_seq_length"]),
+    for key, value in (("data.max_seq_length", params["data"]["max_seq_length"] or 0),
                        ("prepare_corpus.max_seq_length", params["prepare_corpus"]["max_seq_length"]),
                        ("evaluate.speed_seq_length", params["evaluate"]["speed_seq_length"])):
         if value > usable:
             problems.append(f"{key}: {value} tokens exceed the teacher's {usable} positions ({teacher})")
     return problems
-
-
-_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
 
 
 def validate(params: dict[str, Any], path: Path | str, project_root: Path) -> None:

@@ -9,6 +9,7 @@ MLflow writes to a temporary SQLite store inside the project copy.
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -128,6 +129,26 @@ def test_deployment_overrides_apply_to_the_run_only(pipeline_run):
     experiment = client.get_experiment_by_name("tinybert-pipeline")
     (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.`tinybert.overrides` LIKE '%override-check%'")
     assert parent.info.status == "FINISHED" and parent.data.tags["git.dirty"] == "false"
+
+
+def test_an_existing_general_tinybert_skips_general_distillation(pipeline_run, tmp_path):
+    """models.general_student names a General TinyBERT from elsewhere: general_distill only points at it, and task
+    distillation starts from it and from the W_e/W_h saved beside it."""
+    project, env, _ = pipeline_run
+    published = tmp_path / "general-tinybert"
+    shutil.copytree(project / "outputs" / "general_student" / "model", published)
+    assert (published / "projections.safetensors").is_file()  # general distillation keeps W_e/W_h with the model
+    params = (project / "params.yaml").read_text()
+    try:
+        set_params(project / "params.yaml", {"models.general_student": str(published)})
+        result = run([DVC, "repro", "task_distill"], project, env)
+        assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["general_distill", "task_distill"], result.stdout
+        pointer = json.loads((project / "outputs" / "general_student" / "general_student.json").read_text())
+        assert pointer == {"source": str(published), "distilled_here": False}
+        assert not (project / "outputs" / "general_student" / "train_log.jsonl").exists()
+        assert "nothing to distil" in result.stdout + result.stderr
+    finally:
+        (project / "params.yaml").write_text(params)
 
 
 def test_augment_shards_on_a_dask_cluster_give_the_same_rows_as_threads(pipeline_run):
