@@ -113,17 +113,20 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     assert steps == list(range(1, 19))  # records past the checkpoint were rewritten, not duplicated
 
 
-def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+@pytest.mark.parametrize("mode", ["finetune", "task_intermediate", "task_prediction"])
+def test_gradient_accumulation_matches_the_full_batch(mode, tmp_path):
+    """Micro-batches of unequal lengths: losses divided by the step's counts give the full batch's gradients."""
     results = []
     for accumulation in (1, 4):
         torch.manual_seed(0)
-        model = make_teacher()
+        teacher = make_teacher().eval() if mode != "finetune" else None
+        model = make_teacher() if mode == "finetune" else make_student(dropout=0.0)
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-        objective = DistillationObjective(model, "finetune")
+        objective = objective_for(mode, model, teacher)
         config = TrainConfig(num_epochs=2, batch_size=8, gradient_accumulation_steps=accumulation, bucket_by_length=False, save_every=0)
-        train(objective, make_dataset(n=32, max_len=5).map(lambda r: {"input_ids": r["input_ids"][:4]}), config, tmp_path / str(accumulation))
+        train(objective, make_dataset(n=36), config, tmp_path / str(accumulation), teacher=teacher)  # a tail of 4 rows
         results.append(objective.state_dict())
     for name in results[0]:
         torch.testing.assert_close(results[0][name], results[1][name], atol=2e-5, rtol=1e-4, msg=name)
@@ -176,3 +179,22 @@ def test_regression_heads_train_on_mse(mode, tmp_path):
     train(objective, data, TrainConfig(num_epochs=10, batch_size=8, learning_rate=2e-3, save_every=0), tmp_path, teacher=None if mode == "finetune" else teacher)
     assert mean_loss(objective, teacher, data) < 0.5 * before
     assert model.config.num_labels == 1
+
+
+def test_every_processs_random_state_is_saved_and_restored(tmp_path):
+    """A checkpoint holds one RNG state per process; each process restores its own, on the same process count."""
+    from tinybert_core.checkpoint import TrainingState, capture_rng, save_checkpoint
+
+    objective = objective_for("task_prediction", make_student(), None)
+    optimizer = torch.optim.AdamW(objective.parameters())
+    states = []
+    for rank in range(2):
+        torch.manual_seed(100 + rank)
+        states.append(capture_rng())
+    path = save_checkpoint(tmp_path, objective, optimizer, TrainingState(step=3), rng_states=states)
+    for rank in (1, 0):
+        torch.manual_seed(0)
+        load_checkpoint(path, objective, optimizer, rank=rank, world_size=2)
+        assert torch.equal(torch.get_rng_state(), states[rank]["torch"]["cpu"])
+    with pytest.raises(CheckpointError, match="written by 2 process.*this run has 1"):
+        load_checkpoint(path, objective, optimizer)

@@ -45,7 +45,7 @@ def test_general_distillation_keeps_its_projections_for_task_stage_1(tmp_path, c
     for name, tensor in general.projections.state_dict().items():
         torch.testing.assert_close(projections.state_dict()[name], tensor)
     rows = corpus().map(lambda row, i: {"labels": i % 2}, with_indices=True)
-    stage1 = recipe.task_intermediate_distill(teacher, student, rows, config, tmp_path / "stage1", projections=projections)
+    stage1 = recipe.task_distill_intermediate(teacher, student, rows, config, tmp_path / "stage1", projections=projections)
     assert stage1.projections is projections  # trained on from where general distillation left them
 
     # Projections towards a teacher of another width cannot start stage 1: said, and fresh ones are used.

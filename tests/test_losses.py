@@ -77,3 +77,30 @@ def test_identity_projections_when_widths_match_and_asked():
     x = torch.randn(2, 3, 4)
     assert torch.equal(projections(x, layer=2), x)
     assert sum(p.numel() for p in projections.parameters()) == 0
+
+
+def test_losses_divided_by_global_counts_add_up_over_micro_batches():
+    """Two micro-batches of unequal lengths, each divided by the counts of both, sum to the loss of both at once."""
+    torch.manual_seed(0)
+    lengths = (5, 2)
+    student = [torch.randn(1, n, 3) for n in lengths]
+    teacher = [torch.randn(1, n, 3) for n in lengths]
+    scores_s = [torch.randn(1, 2, n, n) for n in lengths]
+    scores_t = [torch.randn(1, 2, n, n) for n in lengths]
+    whole_s = torch.zeros(2, 5, 3)
+    whole_t = torch.zeros(2, 5, 3)
+    whole_ss, whole_st = torch.zeros(2, 2, 5, 5), torch.zeros(2, 2, 5, 5)
+    mask = torch.zeros(2, 5)
+    for b, n in enumerate(lengths):
+        whole_s[b, :n], whole_t[b, :n], mask[b, :n] = student[b][0], teacher[b][0], 1
+        whole_ss[b, :, :n, :n], whole_st[b, :, :n, :n] = scores_s[b][0], scores_t[b][0]
+    tokens, pairs = sum(lengths), sum(n * n for n in lengths)
+    parts = [hidden_mse(student[b], teacher[b], torch.ones(1, n), total_tokens=tokens) for b, n in enumerate(lengths)]
+    assert sum(parts).item() == pytest.approx(hidden_mse(whole_s, whole_t, mask).item(), rel=1e-6)
+    parts = [attention_mse(scores_s[b], scores_t[b], torch.ones(1, n), total_pairs=pairs) for b, n in enumerate(lengths)]
+    assert sum(parts).item() == pytest.approx(attention_mse(whole_ss, whole_st, mask).item(), rel=1e-6)
+    logits_s, logits_t = torch.randn(3, 2), torch.randn(3, 2)
+    for regression in (False, True):
+        whole = prediction_loss(logits_s, logits_t, 2.0, regression)
+        parts = prediction_loss(logits_s[:1], logits_t[:1], 2.0, regression, 3) + prediction_loss(logits_s[1:], logits_t[1:], 2.0, regression, 3)
+        assert parts.item() == pytest.approx(whole.item(), rel=1e-6)

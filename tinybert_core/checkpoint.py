@@ -3,8 +3,11 @@
 Layout of one checkpoint, `<run>/checkpoints/step-00000120/`:
     trainable.safetensors   student + projections (the whole objective module)
     optimizer.safetensors   AdamW moments; param groups and scalar state in its JSON metadata
-    rng.safetensors         torch CPU (and CUDA) generator states
-    state.json              step, data position, schedule, Python/NumPy RNG, run config; written last
+    rng.safetensors         every process's torch CPU (and CUDA) generator states, "rank<r>.cpu", "rank<r>.cuda<i>"
+    state.json              step, data position, schedule, every process's Python/NumPy RNG, run config; last
+Each process of a multi-process run has its own dropout stream, so all of them are saved (gathered by the main
+process, which alone writes) and each restores its own: a resumed run continues exactly on any process count
+it was written with.
 A checkpoint is first written to a hidden temporary folder and renamed into place, and `latest` is updated
 after the rename, so a crash at any moment leaves the previous checkpoint intact.
 """
@@ -24,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: RNG states of every process
 STATE_FILE = "state.json"
 LATEST_FILE = "latest"
 
@@ -45,9 +48,18 @@ class TrainingState:
 
 
 def save_checkpoint(
-    run_dir: Path, objective: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState, keep_last: int = 2
+    run_dir: Path,
+    objective: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainingState,
+    keep_last: int = 2,
+    rng_states: list[dict] | None = None,
 ) -> Path:
-    """Write a complete checkpoint for `state.step` and point `latest` at it; returns its folder."""
+    """Write a complete checkpoint for `state.step` and point `latest` at it; returns its folder.
+
+    `rng_states` holds `capture_rng()` of every process in rank order (default: this process only).
+    """
+    rng_states = rng_states if rng_states is not None else [capture_rng()]
     checkpoints = Path(run_dir) / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:08d}"
@@ -57,8 +69,16 @@ def save_checkpoint(
 
     save_model(objective, str(tmp / "trainable.safetensors"))
     _save_optimizer(optimizer, tmp / "optimizer.safetensors")
-    save_file(_torch_rng_state(), str(tmp / "rng.safetensors"))
-    payload = {"format_version": FORMAT_VERSION, **asdict(state), **_host_rng_state()}
+    save_file(
+        {f"rank{rank}.{name}": t for rank, rng in enumerate(rng_states) for name, t in rng["torch"].items()},
+        str(tmp / "rng.safetensors"),
+    )
+    payload = {
+        "format_version": FORMAT_VERSION,
+        **asdict(state),
+        "world_size": len(rng_states),
+        "host_rng": [{"python": rng["python"], "numpy": rng["numpy"]} for rng in rng_states],
+    }
     _write_json_synced(tmp / STATE_FILE, payload)
 
     final = checkpoints / name
@@ -82,13 +102,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def load_checkpoint(path: Path, objective: nn.Module, optimizer: torch.optim.Optimizer | None) -> TrainingState:
-    """Restore weights, optimizer and every RNG from `path`; returns the training state to continue from."""
+def load_checkpoint(
+    path: Path, objective: nn.Module, optimizer: torch.optim.Optimizer | None, rank: int = 0, world_size: int = 1
+) -> TrainingState:
+    """Restore weights, optimizer and process `rank`'s RNG from `path`; returns the training state to continue from."""
     path = Path(path)
     try:
         payload = json.loads((path / STATE_FILE).read_text())
         if payload.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"checkpoint {path} has format {payload.get('format_version')}, expected {FORMAT_VERSION}")
+        if payload["world_size"] != world_size:
+            raise CheckpointError(
+                f"checkpoint {path} was written by {payload['world_size']} process(es) and this run has {world_size}: "
+                f"each process's random stream is restored, so resume with {payload['world_size']} or start afresh"
+            )
         missing, unexpected = load_model(objective, str(path / "trainable.safetensors"), strict=False)
         if missing or unexpected:
             raise CheckpointError(
@@ -97,13 +124,16 @@ def load_checkpoint(path: Path, objective: nn.Module, optimizer: torch.optim.Opt
             )
         if optimizer is not None:
             _load_optimizer(optimizer, path / "optimizer.safetensors")
-        _restore_torch_rng(load_file(str(path / "rng.safetensors")))
+        prefix = f"rank{rank}."
+        torch_rng = {k[len(prefix) :]: t for k, t in load_file(str(path / "rng.safetensors")).items() if k.startswith(prefix)}
+        _restore_torch_rng(torch_rng)
+        host_rng = payload["host_rng"][rank]
     except CheckpointError:
         raise
     except (OSError, SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} is corrupted or incompatible: {type(error).__name__}: {error}") from error
-    random.setstate(_as_tuple(payload["python_rng"]))
-    np.random.set_state(_numpy_state(payload["numpy_rng"]))
+    random.setstate(_as_tuple(host_rng["python"]))
+    np.random.set_state(_numpy_state(host_rng["numpy"]))
     fields = TrainingState.__dataclass_fields__
     return TrainingState(**{k: v for k, v in payload.items() if k in fields})
 
@@ -137,11 +167,14 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
 
 
-def _torch_rng_state() -> dict[str, torch.Tensor]:
-    states = {"cpu": torch.get_rng_state()}
+def capture_rng() -> dict:
+    """This process's random generators: torch CPU/CUDA states (tensors), Python's and NumPy's (JSON-able)."""
+    torch_states = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
-        states.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    return states
+        torch_states.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+    return {"torch": torch_states, "python": random.getstate(), "numpy": numpy_state}
 
 
 def _restore_torch_rng(states: dict[str, torch.Tensor]) -> None:
@@ -149,14 +182,6 @@ def _restore_torch_rng(states: dict[str, torch.Tensor]) -> None:
     cuda = [states[k] for k in sorted(states) if k.startswith("cuda")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-
-
-def _host_rng_state() -> dict:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python_rng": random.getstate(),
-        "numpy_rng": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-    }
 
 
 def _numpy_state(saved: list) -> tuple:

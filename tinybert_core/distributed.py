@@ -49,11 +49,25 @@ def barrier(topology: Topology) -> None:
         dist.barrier()
 
 
-def average_across_processes(values: dict[str, float], topology: Topology) -> dict[str, float]:
-    """Mean of scalar logs over processes, so the main process logs the global value."""
+def sum_across_processes(values: dict[str, float], topology: Topology) -> dict[str, float]:
+    """Sum of scalar logs over processes: each process logs its part of a loss normalised by global counts."""
     if not topology.distributed or not values:
         return values
     keys = sorted(values)
     tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=topology.device)
     dist.all_reduce(tensor)
-    return {k: v / topology.world_size for k, v in zip(keys, tensor.tolist())}
+    return dict(zip(keys, tensor.tolist()))
+
+
+def gather_to_main(value: object, topology: Topology) -> list[object] | None:
+    """Every process's `value`, in rank order, on the main process (None elsewhere)."""
+    if not topology.distributed:
+        return [value]
+    gathered: list[object] | None = [None] * topology.world_size if topology.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
+def process_seed(seed: int, rank: int) -> int:
+    """The seed of process `rank`'s random streams (dropout): the run's seed on rank 0, distinct on the others."""
+    return seed + 1_000_003 * rank

@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from tinybert_core.batching import BatchCounts
 from tinybert_core.layer_map import LayerMap
-from tinybert_core.losses import Projections, attention_mse, hidden_mse, prediction_loss
+from tinybert_core.losses import Projections, attention_mse, hidden_mse, mean_squared_error, prediction_loss
 from tinybert_core.models import Intermediates, forward_intermediates, joint_mask
+from tinybert_core.teacher_targets import LiveTeacher
 
 Mode = Literal["general", "finetune", "task_intermediate", "task_prediction"]
 MODES: tuple[str, ...] = ("general", "finetune", "task_intermediate", "task_prediction")
@@ -29,7 +31,12 @@ INTERMEDIATE_MODES = ("general", "task_intermediate")
 
 
 class DistillationObjective(nn.Module):
-    """Computes the loss of one mode for a padded batch; returns {"loss": total, <component>: value}."""
+    """Computes the loss of one mode for a padded batch; returns {"loss": total, <component>: value}.
+
+    With `counts` (the rows, real tokens and real pairs of the whole optimizer step, over every micro-batch
+    and process) each loss is this batch's sum divided by those counts, so the losses of micro-batches and
+    processes add up to the step's loss; without, each is this batch's own mean.
+    """
 
     def __init__(
         self,
@@ -65,34 +72,43 @@ class DistillationObjective(nn.Module):
         teacher_layers = self.layer_map.teacher_layers
         return (0, *teacher_layers), teacher_layers if self.attention_loss else ()
 
-    def forward(self, batch: dict[str, torch.Tensor], teacher: Intermediates | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], teacher: Intermediates | None = None, counts: BatchCounts | None = None
+    ) -> dict[str, torch.Tensor]:
         if self.mode in INTERMEDIATE_MODES:
-            return self._intermediate_losses(batch, teacher)
+            return self._intermediate_losses(batch, teacher, counts)
+        rows = counts.rows if counts is not None else None
         student = forward_intermediates(self.student, batch)
         if self.mode == "task_prediction":
-            loss = prediction_loss(student.logits, teacher.logits, self.temperature, self.regression)
+            loss = prediction_loss(student.logits, teacher.logits, self.temperature, self.regression, rows)
             return {"loss": loss, "prediction": loss.detach()}
         labels = batch["labels"]
         if self.regression:
-            loss = F.mse_loss(student.logits.float().squeeze(-1), labels.float())
+            loss = mean_squared_error(student.logits.squeeze(-1), labels, rows)
         else:
-            loss = F.cross_entropy(student.logits.float(), labels)
+            loss = F.cross_entropy(student.logits.float(), labels, reduction="sum") / (rows or labels.size(0))
         return {"loss": loss, "label": loss.detach()}
 
-    def _intermediate_losses(self, batch: dict[str, torch.Tensor], teacher: Intermediates) -> dict[str, torch.Tensor]:
+    def _intermediate_losses(
+        self, batch: dict[str, torch.Tensor], teacher: Intermediates, counts: BatchCounts | None
+    ) -> dict[str, torch.Tensor]:
         student_layers = self.layer_map.student_layers
         score_layers = student_layers if self.attention_loss else ()
         student = forward_intermediates(self.student, batch, hidden_layers=(0, *student_layers), score_layers=score_layers)
         mask = batch["attention_mask"]
-        embedding = hidden_mse(self.projections(student.hidden[0], layer=0), teacher.hidden[0], mask)
+        tokens, pairs = (counts.tokens, counts.pairs) if counts is not None else (None, None)
+        embedding = hidden_mse(self.projections(student.hidden[0], layer=0), teacher.hidden[0], mask, tokens)
         hidden = sum(
-            hidden_mse(self.projections(student.hidden[m], layer=m), teacher.hidden[n], mask)
+            hidden_mse(self.projections(student.hidden[m], layer=m), teacher.hidden[n], mask, tokens)
             for m, n in self.layer_map.pairs
         )
         attention = embedding.new_zeros(())
         if self.attention_loss:
             attention = sum(
-                attention_mse(student.scores[m], teacher.scores[n], mask, joint_mask(student.score_masks[m], teacher.score_masks[n]))
+                attention_mse(
+                    student.scores[m], teacher.scores[n], mask, pairs,
+                    joint_mask(student.score_masks.get(m), teacher.score_masks.get(n)),
+                )
                 for m, n in self.layer_map.pairs
             )
         total = embedding + hidden + attention
@@ -104,10 +120,10 @@ class DistillationObjective(nn.Module):
         }
 
 
-@torch.no_grad()
-def teacher_intermediates(teacher: PreTrainedModel, objective: DistillationObjective, batch: dict) -> Intermediates | None:
-    """The teacher's side of the loss, computed without gradients (teacher kept in eval mode by the caller)."""
+def teacher_intermediates(
+    teacher: PreTrainedModel, objective: DistillationObjective, batch: dict, precision: str = "fp32"
+) -> Intermediates | None:
+    """The teacher's side of the loss for one batch (the training loop keeps a `LiveTeacher` instead)."""
     if not objective.needs_teacher:
         return None
-    hidden_layers, score_layers = objective.teacher_request()
-    return forward_intermediates(teacher, batch, hidden_layers=hidden_layers, score_layers=score_layers)
+    return LiveTeacher(teacher, *objective.teacher_request(), precision=precision)(batch)

@@ -7,6 +7,11 @@
     projections = projections_for_task(folder, student, teacher)   # its W_e/W_h start task stage 1
     student = task_distill(teacher, student, task, augmented, dev, stage1, stage2, "runs/task", projections=projections).student
 
+Task distillation is also available stage by stage, for pipelines that run them separately:
+    task_distill_intermediate(teacher, general, augmented, stage1, "runs/task/stage1")
+    logits = build_logit_cache(teacher, augmented, "outputs/teacher_logits")       # teacher_cache.py
+    task_distill_prediction(general, task, augmented, dev, stage2, "runs/task/stage2", teacher_logits=logits)
+
 The pipeline's flows call these one per stage; benchmarks call them to run ablations. Datasets passed in are
 already encoded (`encode_task` / `prepare_corpus`).
 """
@@ -30,6 +35,7 @@ from tinybert_core.layer_map import build_layer_map
 from tinybert_core.losses import Projections
 from tinybert_core.models import Head, StudentShape, build_student, load_model
 from tinybert_core.objectives import DistillationObjective
+from tinybert_core.teacher_cache import compute_teacher_logits, logit_cache
 from tinybert_core.vocabulary import VocabularyError
 
 log = logging.getLogger(__name__)
@@ -125,40 +131,47 @@ def task_distill(
     on_log: MetricsCallback | None = None,
     projections: Projections | None = None,
     attention_loss: bool = True,
+    logit_cache_dir: str | Path | None = None,
 ) -> TrainResult:
     """Task distillation: intermediate layers first (`stage1`; None skips it), then the prediction layer.
 
     `projections` start stage 1's W_e/W_h (those of the General TinyBERT, `projections_for_task`); None: fresh.
+    Stage 2 trains on the teacher's logits computed once, before it starts: kept in `logit_cache_dir` (reused
+    while its key matches the teacher and data, rebuilt otherwise) or, without it, in memory.
     """
     run_dir = Path(run_dir)
     if stage1 is not None:
-        task_intermediate_distill(
-            teacher, student, train_data, stage1, run_dir / "stage1", layer_map, projections, attention_loss,
-            on_log=_prefixed(on_log, "stage1"),
+        task_distill_intermediate(
+            teacher, student, train_data, stage1, run_dir / "stage1", layer_map, _prefixed(on_log, "stage1"),
+            projections=projections, attention_loss=attention_loss,
         )
-    return task_prediction_distill(
-        teacher, student, task, train_data, dev_data, stage2, run_dir / "stage2", temperature, on_log=_prefixed(on_log, "stage2")
+    if logit_cache_dir is not None:
+        logits = logit_cache(logit_cache_dir, teacher, train_data, stage2.teacher_precision)
+    else:
+        logits = compute_teacher_logits(teacher, train_data, stage2.teacher_precision)
+    return task_distill_prediction(
+        student, task, train_data, dev_data, stage2, run_dir / "stage2", temperature,
+        teacher_logits=logits, on_log=_prefixed(on_log, "stage2"),
     )
 
 
-def task_intermediate_distill(
+def task_distill_intermediate(
     teacher: PreTrainedModel,
     student: PreTrainedModel,
     train_data: Dataset,
     config: TrainConfig,
     run_dir: str | Path,
     layer_map: Sequence[int] | None = None,
+    on_log: MetricsCallback | None = None,
     projections: Projections | None = None,
     attention_loss: bool = True,
-    on_log: MetricsCallback | None = None,
 ) -> TrainResult:
-    """Task stage 1: embeddings, hidden states and attention scores of the fine-tuned teacher."""
+    """Task-distillation stage 1: the student mimics the task teacher's embeddings, hidden states and scores."""
     objective = _intermediate_objective("task_intermediate", student, teacher, layer_map, projections, attention_loss)
     return train(objective, train_data, config, run_dir, teacher=teacher, on_log=on_log)
 
 
-def task_prediction_distill(
-    teacher: PreTrainedModel,
+def task_distill_prediction(
     student: PreTrainedModel,
     task: TaskSpec,
     train_data: Dataset,
@@ -166,12 +179,21 @@ def task_prediction_distill(
     config: TrainConfig,
     run_dir: str | Path,
     temperature: float = 1.0,
+    teacher: PreTrainedModel | None = None,
+    teacher_logits: torch.Tensor | None = None,
     on_log: MetricsCallback | None = None,
 ) -> TrainResult:
-    """Task stage 2: the teacher's predictions (soft cross-entropy, or MSE for regression)."""
+    """Task-distillation stage 2: soft cross-entropy (MSE for regression) on the teacher's predictions.
+
+    `teacher_logits` (N, C) from a logit cache (teacher_cache.py) means the teacher never runs; with only
+    `teacher` it runs on every batch.
+    """
     objective = DistillationObjective(student, "task_prediction", temperature=temperature, regression=task.is_regression)
     evaluate = evaluator(dev_data, task) if dev_data is not None else None
-    return train(objective, train_data, config, run_dir, teacher=teacher, evaluate=evaluate, on_log=on_log)
+    return train(
+        objective, train_data, config, run_dir, teacher=teacher, evaluate=evaluate, on_log=on_log,
+        teacher_logits=teacher_logits,
+    )
 
 
 def student_for_task(
