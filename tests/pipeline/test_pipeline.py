@@ -25,7 +25,7 @@ DRIVER = """
 import json, sys
 from prefect.testing.utilities import prefect_test_harness
 from flows.tinybert_pipeline import tinybert_pipeline
-with prefect_test_harness():
+with prefect_test_harness(server_startup_timeout=600):  # a busy machine takes longer than 30 s
     print("OUTCOME", json.dumps(tinybert_pipeline(overrides=json.loads(sys.argv[1]) if len(sys.argv) > 1 else None)))
 """
 

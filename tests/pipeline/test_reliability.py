@@ -65,7 +65,7 @@ def test_deterministic_errors_are_not_retried_and_transient_ones_are():
         for kind in attempts:
             failing.submit(kind).wait()
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=600):
         both(return_state=True)
     assert attempts == {"value": 1, "connection": 3}
     assert not is_transient(OSError(28, "No space left on device")) and not is_transient(FileNotFoundError("x"))
