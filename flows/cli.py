@@ -1,7 +1,7 @@
 """The command line: `tinybert stage <name>`, `tinybert pipeline`, and `python -m flows.<stage>`.
 
     tinybert --help
-    tinybert stage task_distill --set task_distill.stage2.learning_rate=1e-4
+    tinybert stage task_prediction --set task_distill.stage2.learning_rate=1e-4
     tinybert pipeline --set task=sst2 --set data.glue_dir=../shared/data/glue --force
     python -m flows.prepare_task --help          # every stage module takes the same options
 

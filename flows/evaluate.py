@@ -17,7 +17,7 @@ from tasks.params import STAGE_OUTPUTS, seq_length
 
 @flow(name="evaluate")
 def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
-    upstream = ("prepare_task", "finetune_teacher", "task_distill")
+    upstream = ("prepare_task", "finetune_teacher", "task_prediction")
     with stage("evaluate", params_file, overrides, ("evaluate",), upstream=upstream) as s:
         spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
         teacher_source = task_teacher_source()
@@ -25,7 +25,7 @@ def evaluate(params_file: str | None = None, overrides: dict[str, Any] | None = 
             {name: split for name, split in splits.items() if name != "train"}, teacher_source, spec,
             seq_length(s.params, spec),
         )
-        student_dir = STAGE_OUTPUTS["task_distill"] / "model"
+        student_dir = STAGE_OUTPUTS["task_prediction"] / "model"
         teacher = load_task_teacher(spec, s.params["models"]["label_mapping"])
         student = recipe.task_model(student_dir, spec)
         train_labels = splits["train"]["label"]  # the majority-class / mean baseline is the training set's

@@ -21,7 +21,10 @@ from tasks.models import encode_splits, task_teacher_name
 from tasks.params import STAGE_OUTPUTS, seq_length
 from tasks.tracking import git_tags, lineage
 
-UPSTREAM = ("prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate")
+UPSTREAM = (
+    "prepare_task", "general_distill", "finetune_teacher", "augment", "task_intermediate", "teacher_logits", "task_prediction",
+    "evaluate",
+)
 
 
 @flow(name="export")
@@ -29,7 +32,7 @@ def export(params_file: str | None = None, overrides: dict[str, Any] | None = No
     with stage("export", params_file, overrides, ("export",), upstream=UPSTREAM) as s:
         section = s.params["export"]
         spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
-        student_dir = STAGE_OUTPUTS["task_distill"] / "model"
+        student_dir = STAGE_OUTPUTS["task_prediction"] / "model"
         student = recipe.task_model(student_dir, spec)
         # The scores only: the card is part of what DVC hashes, so it holds nothing that changes from run to run
         # on the same model (timings) or with where the clone lives (absolute paths).

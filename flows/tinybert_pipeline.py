@@ -22,7 +22,10 @@ from filelock import FileLock
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows import augment, evaluate, export, finetune_teacher, general_distill, prepare_corpus, prepare_task, task_distill
+from flows import (
+    augment, evaluate, export, finetune_teacher, general_distill, prepare_corpus, prepare_task, task_intermediate,
+    task_prediction, teacher_logits,
+)
 from tasks.params import PARAMS_FILE, PROJECT_ROOT, load_params, set_dotted
 from tasks.tracking import PARENT_ENV, configure, finish_parent, start_parent
 
@@ -32,7 +35,9 @@ STAGES: list[tuple[str, Callable[..., str]]] = [
     ("general_distill", general_distill.general_distill),
     ("finetune_teacher", finetune_teacher.finetune_teacher),
     ("augment", augment.run),  # picks the task runner (threads, Dask, Ray) from params
-    ("task_distill", task_distill.task_distill),
+    ("task_intermediate", task_intermediate.task_intermediate),
+    ("teacher_logits", teacher_logits.teacher_logits),
+    ("task_prediction", task_prediction.task_prediction),
     ("evaluate", evaluate.evaluate),
     ("export", export.export),
 ]

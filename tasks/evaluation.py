@@ -59,13 +59,13 @@ def publish_report(report: dict, out_dir: Path) -> str:
         name: path for name, path in (
             ("general distillation", STAGE_OUTPUTS["general_distill"] / "train_log.jsonl"),
             ("teacher fine-tuning", STAGE_OUTPUTS["finetune_teacher"] / "train_log.jsonl"),
-            ("task distillation stage 1", STAGE_OUTPUTS["task_distill"] / "stage1_train_log.jsonl"),
-            ("task distillation stage 2", STAGE_OUTPUTS["task_distill"] / "stage2_train_log.jsonl"),
+            ("task distillation stage 1", STAGE_OUTPUTS["task_intermediate"] / "train_log.jsonl"),
+            ("task distillation stage 2", STAGE_OUTPUTS["task_prediction"] / "train_log.jsonl"),
         ) if path.is_file()
     }
     plot_learning_curves(train_logs, plots / "learning_curves.png")
     # The training stages draw nothing (their outputs must not depend on plots.py): their dev curves are drawn here.
-    for stage in ("general_distill", "finetune_teacher", "task_distill"):
+    for stage in ("general_distill", "finetune_teacher", "task_prediction"):
         for log in sorted(STAGE_OUTPUTS[stage].glob("*eval_log.jsonl")):
             plot_eval_curve(log, "score", plots / f"{stage}_{log.stem}.png")
 

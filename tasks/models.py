@@ -9,6 +9,7 @@ from datasets import Dataset
 
 from tinybert_core import recipe
 from tinybert_core.glue_tasks import TaskSpec
+from tinybert_core.export import export_hf
 from tinybert_core.models import load_tokenizer
 from tasks.params import PROJECT_ROOT, STAGE_OUTPUTS
 
@@ -58,6 +59,13 @@ def task_teacher_name() -> str:
 def task_teacher_source() -> str:
     """The task teacher as a path or name to load it from."""
     return _resolved(task_teacher_name())
+
+
+def save_model(model, tokenizer_source: str | Path, out_dir: Path) -> Path:
+    """A trained model with the teacher's tokenizer as `<out_dir>/model` (HF format, safetensors); returns it."""
+    model_dir = out_dir / "model"
+    export_hf(model, load_tokenizer(tokenizer_source), model_dir)
+    return model_dir
 
 
 def encode_splits(splits: dict[str, Dataset], tokenizer_source: str | Path, spec: TaskSpec, max_seq_length: int) -> dict[str, Dataset]:

@@ -114,7 +114,9 @@ STAGE_OUTPUTS: dict[str, Path] = {
     "general_distill": OUTPUTS / "general_student",
     "finetune_teacher": OUTPUTS / "teacher",
     "augment": OUTPUTS / "augmented",
-    "task_distill": OUTPUTS / "student",
+    "task_intermediate": OUTPUTS / "student_intermediate",
+    "teacher_logits": OUTPUTS / "teacher_logits",
+    "task_prediction": OUTPUTS / "student",
     "evaluate": OUTPUTS / "eval",
     "export": OUTPUTS / "export",
 }

@@ -18,12 +18,15 @@ from transformers import PreTrainedModel
 
 from tinybert_core import recipe
 from tinybert_core.distiller import TrainConfig, TrainResult
-from tinybert_core.export import export_hf
+from tinybert_core.augment import load_augmented
 from tinybert_core.general_student import save_projections
 from tinybert_core.glue_tasks import TaskSpec
-from tinybert_core.models import StudentShape, load_tokenizer
+from tinybert_core.models import StudentShape
+from tasks.data import first_dev_split, read_task_splits
+from tasks.models import encode_splits, save_model
+from tasks.params import STAGE_OUTPUTS, seq_length
 from tasks.retries import TRAIN_TASK
-from tasks.tracking import log_metrics
+from tasks.tracking import log_dataset, log_metrics
 
 LOG_FILES = ("train_log.jsonl", "eval_log.jsonl")
 
@@ -70,12 +73,6 @@ def keep_logs(run_dir: Path, out_dir: Path, prefix: str = "") -> None:
             shutil.copy(run_dir / name, out_dir / f"{prefix}{name}")
 
 
-def _save(model: PreTrainedModel, teacher_source: str | Path, out_dir: Path) -> Path:
-    model_dir = out_dir / "model"
-    export_hf(model, load_tokenizer(teacher_source), model_dir)
-    return model_dir
-
-
 @task(**TRAIN_TASK)
 def finetune_teacher_task(
     teacher: str, spec: TaskSpec, train: Dataset, dev: Dataset, config: TrainConfig, run_dir: Path, out_dir: Path
@@ -83,7 +80,7 @@ def finetune_teacher_task(
     get_run_logger().info("fine-tuning %s on %s (%d examples)", teacher, spec.name, len(train))
     progress = TrainingProgress({"": planned_steps(config, len(train))})
     result = recipe.finetune_teacher(teacher, spec, train, dev, config, run_dir, on_log=progress)
-    _save(result.student, teacher, out_dir)
+    save_model(result.student, teacher, out_dir)
     keep_logs(Path(run_dir), out_dir)
     return result
 
@@ -99,27 +96,46 @@ def general_distill_task(
         teacher, corpus, shape, config, run_dir, layer_map=layer_map, on_log=progress, student_family=student_family,
         attention_loss=attention_loss,
     )
-    save_projections(result.projections, _save(result.student, teacher, out_dir))  # task stage 1 starts from them
+    save_projections(result.projections, save_model(result.student, teacher, out_dir))  # task stage 1 starts from them
+    keep_logs(Path(run_dir), out_dir)
+    return result
+
+
+def distillation_data(params: dict, teacher_source: str | Path) -> tuple[TaskSpec, dict[str, Dataset]]:
+    """The task and its augmented training rows and first dev split, encoded with the teacher's tokenizer."""
+    spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
+    augmented = load_augmented(STAGE_OUTPUTS["augment"] / "train")
+    log_dataset(augmented, "augmented-train", STAGE_OUTPUTS["augment"] / "train", context="task_distillation")
+    dev = splits[first_dev_split(splits)]
+    return spec, encode_splits({"train": augmented, "dev": dev}, teacher_source, spec, seq_length(params, spec))
+
+
+@task(**TRAIN_TASK)
+def task_intermediate_task(
+    teacher: PreTrainedModel, student: PreTrainedModel, tokenizer_source: str | Path, train: Dataset,
+    config: TrainConfig, run_dir: Path, out_dir: Path, layer_map: list[int] | None = None, projections=None,
+    attention_loss: bool = True,
+) -> TrainResult:
+    get_run_logger().info("task distillation, stage 1 (intermediate layers) on %d examples", len(train))
+    result = recipe.task_distill_intermediate(
+        teacher, student, train, config, run_dir, layer_map, TrainingProgress({"": planned_steps(config, len(train))}),
+        projections=projections, attention_loss=attention_loss,
+    )
+    save_model(result.student, tokenizer_source, out_dir)
     keep_logs(Path(run_dir), out_dir)
     return result
 
 
 @task(**TRAIN_TASK)
-def task_distill_task(
-    teacher: PreTrainedModel, student: PreTrainedModel, tokenizer_source: str | Path, spec: TaskSpec,
-    train: Dataset, dev: Dataset, stage1: TrainConfig | None, stage2: TrainConfig, temperature: float,
-    run_dir: Path, out_dir: Path, layer_map: list[int] | None = None, projections=None, attention_loss: bool = True,
+def task_prediction_task(
+    student: PreTrainedModel, tokenizer_source: str | Path, spec: TaskSpec, train: Dataset, dev: Dataset,
+    config: TrainConfig, temperature: float, teacher_logits, run_dir: Path, out_dir: Path,
 ) -> TrainResult:
-    logger = get_run_logger()
-    logger.info("task distillation on %d examples: %s", len(train), "stage 1 + stage 2" if stage1 else "stage 2 only")
-    totals = {"stage2": planned_steps(stage2, len(train))}
-    if stage1 is not None:
-        totals["stage1"] = planned_steps(stage1, len(train))
-    result = recipe.task_distill(
-        teacher, student, spec, train, dev, stage1, stage2, run_dir, temperature=temperature,
-        layer_map=layer_map, on_log=TrainingProgress(totals), projections=projections, attention_loss=attention_loss,
+    get_run_logger().info("task distillation, stage 2 (predictions) on %d examples, from cached teacher logits", len(train))
+    result = recipe.task_distill_prediction(
+        student, spec, train, dev, config, run_dir, temperature, teacher_logits=teacher_logits,
+        on_log=TrainingProgress({"": planned_steps(config, len(train))}),
     )
-    _save(result.student, tokenizer_source, out_dir)
-    for stage in ("stage1", "stage2"):
-        keep_logs(Path(run_dir) / stage, out_dir, prefix=f"{stage}_")
+    save_model(result.student, tokenizer_source, out_dir)
+    keep_logs(Path(run_dir), out_dir)
     return result

@@ -10,7 +10,10 @@ import pytest
 from flows import arguments, cli
 from tests.conftest import REPO_ROOT
 
-STAGE_MODULES = ["prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate", "export"]
+STAGE_MODULES = [
+    "prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_intermediate", "teacher_logits",
+    "task_prediction", "evaluate", "export",
+]
 
 # One interpreter for every stage module: each runs as `python -m flows.<stage> --help` would run it.
 HELP_OF_EVERY_STAGE = """
@@ -31,12 +34,15 @@ def project_with_outputs(tmp_path):
     """A project folder whose every stage output holds a file that a stage run would wipe."""
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
     markers = []
-    for name in ("corpus", "task_data", "general_student", "teacher", "augmented", "student", "eval", "export"):
+    for name in ("corpus", "task_data", "general_student", "teacher", "augmented", "student_intermediate", "teacher_logits",
+                 "student", "eval", "export"):
         marker = tmp_path / "outputs" / name / "keep.txt"
         marker.parent.mkdir(parents=True)
         marker.write_text(name)
         markers.append(marker)
-    env = {**os.environ, "TINYBERT_PROJECT_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    # COLUMNS: argparse wraps usage lines at the terminal width; one line per usage keeps the check simple.
+    env = {**os.environ, "TINYBERT_PROJECT_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1",
+           "COLUMNS": "200"}
     return env, markers
 
 

@@ -78,7 +78,7 @@ def test_each_stage_depends_on_exactly_the_modules_its_command_runs(name):
 
 
 def test_a_plotting_change_reruns_no_training_stage():
-    for name in ("general_distill", "finetune_teacher", "task_distill"):
+    for name in ("general_distill", "finetune_teacher", "task_intermediate", "task_prediction"):
         assert "tinybert_core/plots.py" not in dvc_stages()[name]["deps"], name
 
 

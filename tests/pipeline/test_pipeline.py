@@ -2,7 +2,7 @@
 
 1. `tinybert_pipeline` under prefect_test_harness runs all eight stages and records them in dvc.lock;
 2. `dvc repro` then has nothing to do;
-3. a changed task-distillation parameter reruns task_distill, evaluate and export only;
+3. a changed stage-2 parameter reruns task_prediction, evaluate and export only (not stage 1, not the teacher logits);
 4. forcing stages whose outputs come out the same leaves the later stages up to date.
 MLflow writes to a temporary SQLite store inside the project copy.
 """
@@ -19,7 +19,10 @@ from mlflow import MlflowClient
 
 from tests.pipeline.conftest import run, set_params
 
-STAGES = ["prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_distill", "evaluate", "export"]
+STAGES = [
+    "prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_intermediate", "teacher_logits",
+    "task_prediction", "evaluate", "export",
+]
 DVC = str(Path(sys.executable).with_name("dvc"))
 DRIVER = """
 import json, sys
@@ -57,7 +60,8 @@ def test_pipeline_flow_runs_every_stage_and_leaves_all_outputs(pipeline_run):
     export = outputs / "export"
     assert (export / "hf" / "model.safetensors").is_file() and (export / "hf" / "README.md").is_file()
     assert (export / "onnx" / "model.onnx").is_file() and (export / "onnx" / "model.int8.onnx").is_file()
-    assert (outputs / "student" / "stage1_train_log.csv").is_file()
+    assert (outputs / "student_intermediate" / "train_log.csv").is_file() and (outputs / "student" / "train_log.csv").is_file()
+    assert (outputs / "teacher_logits" / "logits.safetensors").is_file()
     # Augmentation takes the packaged GloVe vectors by default: no word2vec was trained on the corpus.
     assert not (outputs / "augmented" / "word_vectors.txt").exists()
     # A finished stage clears its training scratch: a forced rerun trains afresh instead of resuming the old run.
@@ -77,13 +81,13 @@ def test_mlflow_holds_a_parent_run_with_a_child_per_stage_and_the_registered_stu
     parent = client.get_run(parents.pop())
     assert parent.info.status == "FINISHED"
 
-    distill = children["task_distill"]
+    distill = children["task_intermediate"]
     assert distill.info.status == "FINISHED"
     assert distill.data.tags["git.commit"] != "unknown" and distill.data.tags["prefect.flow_run_id"]
     assert distill.data.tags["lineage.general_distill"] == children["general_distill"].info.run_id
     assert any(tag.startswith("dvc.dep.outputs/augmented") for tag in distill.data.tags)
     assert distill.data.params["task_distill.stage1.epochs"] == "1.0"
-    assert client.get_metric_history(distill.info.run_id, "stage1/train/loss")
+    assert client.get_metric_history(distill.info.run_id, "train/loss")
     assert {i.dataset.name for i in distill.inputs.dataset_inputs} >= {"augmented-train"}
 
     version = client.get_model_version_by_alias("tinybert-student", "candidate")
@@ -97,7 +101,7 @@ def test_dvc_then_reruns_only_what_changed(pipeline_run):
 
     set_params(project / "params.yaml", {"task_distill.stage2.learning_rate": 5.0e-5})
     result = run([DVC, "repro"], project, env)
-    assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["task_distill", "evaluate", "export"], result.stdout
+    assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["task_prediction", "evaluate", "export"], result.stdout
     assert "general_distill" in result.stdout  # reported as unchanged, not rerun
 
 
@@ -120,7 +124,7 @@ def test_deployment_overrides_apply_to_the_run_only(pipeline_run):
     overrides = {"export.alias": "override-check"}
     result = run([sys.executable, "-c", DRIVER, json.dumps(overrides)], project, env)
     outcome = json.loads(re.search(r"OUTCOME (.*)", result.stdout).group(1))
-    assert outcome["export"] == "ran" and outcome["task_distill"] == "up to date"
+    assert outcome["export"] == "ran" and outcome["task_prediction"] == "up to date"
     assert (project / "params.yaml").read_bytes() == before
     assert "prefect-" in run([DVC, "exp", "list", "--name-only"], project, env).stdout
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
@@ -141,8 +145,8 @@ def test_an_existing_general_tinybert_skips_general_distillation(pipeline_run, t
     params = (project / "params.yaml").read_text()
     try:
         set_params(project / "params.yaml", {"models.general_student": str(published)})
-        result = run([DVC, "repro", "task_distill"], project, env)
-        assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["general_distill", "task_distill"], result.stdout
+        result = run([DVC, "repro", "task_intermediate"], project, env)
+        assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["general_distill", "task_intermediate"], result.stdout
         pointer = json.loads((project / "outputs" / "general_student" / "general_student.json").read_text())
         assert pointer == {"source": str(published), "distilled_here": False}
         assert not (project / "outputs" / "general_student" / "train_log.jsonl").exists()
