@@ -55,8 +55,10 @@ def test_glove_word2vec_text_and_binary_load_the_same_vectors(glove_slice: Path,
         ("the 0.1 0.2 0.3\nfilm 0.4 0.5\nmovie 0.1 0.1 0.1\n", "line 2: 2 numbers after the word, expected 3"),
         ("the 0.1 0.2 0.3\nfilm 0.4 abc 0.6\n", "line 2: non-numeric value 'abc'"),
         ("2 3\nthe 0.1 0.2 0.3\nfilm 0.4 0.5 0.6 0.7\n", "line 3: 4 numbers after the word, expected 3"),
+        # gensim itself loads this one, padding movie's vector from film's numbers: a wrong vector with no error.
+        ("film 0.1 0.2\nmovie 0.2\n", "line 2: 1 numbers after the word, expected 2"),
     ],
-    ids=["empty", "ragged", "non-numeric", "word2vec-ragged"],
+    ids=["empty", "ragged", "non-numeric", "word2vec-ragged", "short-last-row"],
 )
 def test_bad_vector_files_name_the_file_and_line(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad_vectors.txt"

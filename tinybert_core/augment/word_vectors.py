@@ -91,6 +91,9 @@ def load_word_vectors(path: str | Path, format: VectorFormat = "auto", limit: in
         raise WordVectorError(f"{path}: not a valid {fmt} vector file: {where or err}") from err
     if len(vectors) == 0:
         raise WordVectorError(f"{path}: no word vectors in the file")
+    if fmt != "word2vec_binary" and (ragged := _ragged_line(path, fmt == "word2vec", limit, vectors.vector_size)):
+        # gensim pads a short row from its neighbour's numbers instead of failing: a wrong vector, no error.
+        raise WordVectorError(f"{path}: not a valid {fmt} vector file: {ragged}")
     if None in vectors.index_to_key:
         vectors = _without_duplicates(vectors, path, text=fmt != "word2vec_binary", has_header=fmt == "word2vec")
     return vectors
@@ -155,6 +158,20 @@ def _repeated_lines(path: Path, has_header: bool) -> str:
                 first_line[word] = line_no
     shown = ", ".join(repeats[:10])
     return shown + (f" and {len(repeats) - 10} more" if len(repeats) > 10 else "")
+
+
+def _ragged_line(path: Path, has_header: bool, limit: int | None, size: int) -> str | None:
+    """The first row (of the first `limit`) without exactly `size` numbers after its word, or None."""
+    with path.open("rb") as f:
+        for line_no, line in enumerate(f, start=1):
+            if has_header and line_no == 1:
+                continue
+            if limit is not None and line_no - has_header > limit:
+                return None
+            fields = line.rstrip().split(b" ")
+            if len(fields) - 1 != size and line.strip():
+                return f"line {line_no}: {len(fields) - 1} numbers after the word, expected {size}"
+    return None
 
 
 def _first_bad_line(path: Path, has_header: bool, limit: int | None) -> str | None:
