@@ -92,8 +92,9 @@ def git_tags() -> dict[str, str]:
         return result.stdout.strip() if result.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")
-    # Code only: params.yaml and dvc.lock change with every experiment, and runs log their params anyway.
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!params.yaml", ":!dvc.lock"))
+    # Code only (what makes a run unreproducible from its commit): params.yaml and dvc.lock change with every
+    # experiment and the runs log their params anyway; DVC's own files change as it works.
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "dvc.yaml", "pyproject.toml"))
     return {"git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
 
 
