@@ -42,10 +42,16 @@ def test_bf16_targets_of_the_packaged_teacher_are_within_tolerance(glue_dir):
 def test_live_teacher_runs_in_inference_mode_without_touching_the_teacher():
     teacher = make_teacher()
     teacher.train()
+    modes = []
+    teacher.register_forward_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
     batch = pad_batch([make_dataset(n=4)[i] for i in range(4)])
     out = LiveTeacher(teacher, (0, 2), (2,), precision="fp32")(batch)
-    assert not teacher.training
-    assert out.hidden[2].is_inference() and not out.hidden[2].requires_grad
+    assert modes == [True] and not teacher.training
+    assert not out.hidden[2].requires_grad
+    # The teacher ran in inference mode; its outputs are ordinary tensors a loss may save for backward.
+    assert not out.hidden[2].is_inference() and not out.scores[2].is_inference()
+    student_logits = torch.zeros_like(out.logits, requires_grad=True)
+    torch.nn.functional.mse_loss(student_logits, out.logits).backward()
     assert all(p.grad is None for p in teacher.parameters())
 
 
