@@ -48,11 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.overrides, parser)
     from flows.arguments import run_with_api
-    from flows.tinybert_pipeline import STAGES, tinybert_pipeline
+    from flows.tinybert_pipeline import STAGES, evaluation_warnings, tinybert_pipeline
 
     if args.command == "pipeline":
         outcome = run_with_api(lambda: tinybert_pipeline(overrides=overrides, force=args.force), None, overrides)
         print(json.dumps(outcome, indent=2))
+        for warning in evaluation_warnings():  # said last, where a user looks when the run ends
+            print(f"WARNING: {warning}", file=sys.stderr)
     else:
         stage_flow = dict(STAGES)[args.name]
         print(run_with_api(lambda: stage_flow(params_file=args.params, overrides=overrides), args.params, overrides))

@@ -26,7 +26,7 @@ from flows import (
     augment, evaluate, export, finetune_teacher, general_distill, prepare_corpus, prepare_task, task_intermediate,
     task_prediction, teacher_logits,
 )
-from tasks.params import PARAMS_FILE, PROJECT_ROOT, load_params, set_dotted
+from tasks.params import PARAMS_FILE, PROJECT_ROOT, STAGE_OUTPUTS, load_params, set_dotted
 from tasks.tracking import PARENT_ENV, configure, finish_parent, start_parent
 
 STAGES: list[tuple[str, Callable[..., str]]] = [
@@ -116,7 +116,15 @@ def tinybert_pipeline(overrides: dict[str, Any] | None = None, force: bool = Fal
         finally:
             os.environ.pop(PARENT_ENV, None)
         finish_parent(parent)
+    for warning in evaluation_warnings():
+        logger.warning(warning)
     return outcome
+
+
+def evaluation_warnings() -> list[str]:
+    """The evaluation's warnings (a collapsed or baseline-level model, retention withheld), for the run's last words."""
+    scores = STAGE_OUTPUTS["evaluate"] / "scores.json"
+    return json.loads(scores.read_text())["scores"]["warnings"] if scores.is_file() else []
 
 
 if __name__ == "__main__":
