@@ -32,7 +32,7 @@ from transformers import AutoModel
 from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
 from tinybert_core.batching import pad_batch
-from tinybert_core.comparison import compare, markdown_table
+from tinybert_core.comparison import compare, markdown_table, report_json
 from tinybert_core.distiller import TrainConfig
 from tinybert_core.glue_data import load_glue_split
 from tinybert_core.glue_metrics import SCORE
@@ -159,6 +159,7 @@ def main() -> None:
     student = student_for_task(task, teacher, args.general_student, shape, args.seed)
     projections = projections_for_task(args.general_student, student, teacher)
     stage1, stage2 = config(args.stage1_epochs, 1e-3, args.seed), config(args.stage2_epochs, 3e-4, args.seed)
+    stage1.teacher_cache_mb = 8192  # the teacher runs in the first epoch only (a few GB for some thousand rows)
     stage1.max_steps = stage2.max_steps = args.max_steps
     student = task_distill(teacher, student, task, train, None, stage1, stage2, args.work_dir / "student", projections=projections).student
     now = timed("task distillation (stages 1 and 2)", now)
@@ -169,14 +170,18 @@ def main() -> None:
 
     print()
     print(markdown_table(report))
-    teacher_score, student_score = report["teacher"]["dev"][SCORE], report["student"]["dev"][SCORE]
+    scored = report["scores"]["splits"]["dev"]
+    teacher_score, student_score = scored["teacher"]["metrics"][SCORE], scored["student"]["metrics"][SCORE]
+    retention = scored["retention"]["value"]
     print_table(
-        ("teacher", "student", "retention", "train rows", "dev rows", *(f"{k} s" for k in times)),
-        [(f"{100 * teacher_score:.1f}", f"{100 * student_score:.1f}", f"{100 * report['retention']['dev']:.1f}%",
-          len(train), len(dev), *(f"{v:.0f}" for v in times.values()))],
+        ("teacher", "student", "retention", "flags", "train rows", "dev rows", *(f"{k} s" for k in times)),
+        [(f"{100 * teacher_score:.1f}", f"{100 * student_score:.1f}",
+          "not meaningful" if retention is None else f"{100 * retention:.1f}%",
+          ",".join(report["scores"]["flags"]["student"]) or "none", len(train), len(dev), *(f"{v:.0f}" for v in times.values()))],
     )
     if args.out:
-        args.out.write_text(json.dumps({"report": report, "times_s": times, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2) + "\n")
+        payload = {"report": json.loads(report_json(report)), "times_s": times, "args": {k: str(v) for k, v in vars(args).items()}}
+        args.out.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
