@@ -198,3 +198,20 @@ def test_every_processs_random_state_is_saved_and_restored(tmp_path):
         assert torch.equal(torch.get_rng_state(), states[rank]["torch"]["cpu"])
     with pytest.raises(CheckpointError, match="written by 2 process.*this run has 1"):
         load_checkpoint(path, objective, optimizer)
+
+
+def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
+    """A run folder reused with other settings (here: more data, another rate) must not continue the old run."""
+    from tinybert_core.checkpoint import CheckpointError
+
+    def run(data, learning_rate=2e-3):
+        objective = objective_for("finetune", make_teacher(), None)
+        config = TrainConfig(num_epochs=1, batch_size=8, learning_rate=learning_rate, save_every=1)
+        return train(objective, data, config, tmp_path)
+
+    run(make_dataset(24))
+    with pytest.raises(CheckpointError, match="another training configuration.*another data size"):
+        run(make_dataset(48))
+    with pytest.raises(CheckpointError, match="learning_rate"):
+        run(make_dataset(24), learning_rate=1e-3)
+    assert run(make_dataset(24)).state.step == 3  # the same run resumes (here: already finished)

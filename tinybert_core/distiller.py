@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from tinybert_core.batching import ROW_INDEX, BucketedBatchSampler, batch_counts, pad_batch, sequence_lengths
-from tinybert_core.checkpoint import TrainingState, capture_rng, latest_checkpoint, load_checkpoint, save_checkpoint
+from tinybert_core.checkpoint import CheckpointError, TrainingState, capture_rng, latest_checkpoint, load_checkpoint, save_checkpoint
 from tinybert_core.distributed import Topology, barrier, gather_to_main, init_topology, process_seed, sum_across_processes
 from tinybert_core.objectives import INTERMEDIATE_MODES, DistillationObjective
 from tinybert_core.teacher_targets import CachedLogits, IntermediateCache, LiveTeacher, TeacherTargets
@@ -168,7 +168,9 @@ def train(
     state = TrainingState(schedule=schedule, config={"mode": objective.mode, **asdict(config)})
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
+        expected = state
         state = load_checkpoint(checkpoint, objective, optimizer, topology.rank, topology.world_size)
+        _require_same_run(checkpoint, state, expected)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint, state.step, state.epoch, state.batches_in_epoch)
     log_path = run_dir / "train_log.jsonl"
     if topology.is_main:
@@ -264,6 +266,29 @@ def train(
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
+
+
+# Settings that only say how a run is watched or saved; a resumed run may change them.
+_RESUMABLE_CHANGES = ("log_every", "eval_every", "save_every", "keep_checkpoints", "num_workers", "teacher_cache_mb",
+                      "teacher_cache_dir", "compile")
+
+
+def _require_same_run(checkpoint: Path, saved: TrainingState, expected: TrainingState) -> None:
+    """A checkpoint continues only the run that wrote it: same mode, knobs and schedule (so the same data size).
+
+    Resuming another configuration's checkpoint would silently train a model no setting describes.
+    """
+    differs = sorted(
+        key for key in {*saved.config, *expected.config}
+        if key not in _RESUMABLE_CHANGES and saved.config.get(key) != expected.config.get(key)
+    )
+    if saved.schedule != expected.schedule:
+        differs.append(f"schedule {saved.schedule} -> {expected.schedule} (another data size or epoch count)")
+    if differs:
+        raise CheckpointError(
+            f"{checkpoint} was written by another training configuration ({', '.join(map(str, differs))}); "
+            f"resume it with the same settings and data, or train in a new run folder"
+        )
 
 
 def _micro_batch_size(config: TrainConfig) -> int:
