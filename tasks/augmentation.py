@@ -13,7 +13,6 @@ from typing import Any
 
 from datasets import Dataset
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tinybert_core.augment import AugmentConfig, Augmenter, build_augmenter, train_word_vectors
