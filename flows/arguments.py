@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from tasks.params import TASK_STAGES
+
 StageFlow = Callable[..., str]
 
 SET_HELP = (
@@ -44,10 +46,12 @@ def parse_overrides(pairs: Sequence[str] | None, parser: argparse.ArgumentParser
     return overrides
 
 
-def add_stage_options(parser: argparse.ArgumentParser) -> None:
-    """--params FILE and repeatable --set KEY=VALUE (into `overrides`)."""
+def add_stage_options(parser: argparse.ArgumentParser, per_task: bool = False) -> None:
+    """--params FILE and repeatable --set KEY=VALUE (into `overrides`); --task for a stage run once per task."""
     parser.add_argument("--params", metavar="FILE", help="params file to read instead of the project's params.yaml")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    if per_task:
+        parser.add_argument("--task", help="the listed task to run it for (default: the only one listed)")
 
 
 def stage_main(name: str, stage_flow: StageFlow, argv: Sequence[str] | None = None) -> str:
@@ -57,10 +61,11 @@ def stage_main(name: str, stage_flow: StageFlow, argv: Sequence[str] | None = No
         description=f"Run the {name} stage of the TinyBERT pipeline (what `dvc repro` runs for it); "
         "its output folder is replaced.",
     )
-    add_stage_options(parser)
+    add_stage_options(parser, per_task=name in TASK_STAGES)
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.overrides, parser)
-    return run_with_api(lambda: stage_flow(params_file=args.params, overrides=overrides), args.params, overrides)
+    per_task = {"task": args.task} if name in TASK_STAGES else {}
+    return run_with_api(lambda: stage_flow(params_file=args.params, overrides=overrides, **per_task), args.params, overrides)
 
 
 def run_with_api(call: Callable[[], Any], params_file: str | None, overrides: dict[str, Any]) -> Any:

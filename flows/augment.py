@@ -12,16 +12,18 @@ from flows.stage import stage
 from tinybert_core.augment import concatenate_shards, save_augmented
 from tasks.augmentation import WORD_VECTORS_FILE, augment_config, augment_shard_task, task_runner, train_vectors_task
 from tasks.data import read_task_splits
-from tasks.params import STAGE_OUTPUTS, load_params
+from tasks.params import load_params
 from tasks.tracking import log_dataset
 
 
 @flow(name="augment")
-def augment(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
-    with stage("augment", params_file, overrides, ("augment", "prepare_corpus"), upstream=("prepare_task",)) as s:
+def augment(
+    params_file: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None
+) -> str:
+    with stage("augment", params_file, overrides, ("augment", "prepare_corpus"), upstream=("prepare_task",), task=task) as s:
         logger = get_run_logger()
         section, seed = s.params["augment"], s.params["seed"]
-        _, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
+        _, splits = read_task_splits(s.upstream["prepare_task"])
         train = splits["train"]
         if not section["enabled"]:
             logger.warning("augmentation disabled (augment.enabled=false): the training set is used unchanged")
@@ -45,10 +47,10 @@ def augment(params_file: str | None = None, overrides: dict[str, Any] | None = N
     return str(s.final_dir)
 
 
-def run(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
+def run(params_file: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None) -> str:
     """Run the flow with the task runner params.yaml asks for (threads, Dask or Ray)."""
     runner = task_runner(load_params(params_file, overrides)["augment"]["task_runner"])
-    return augment.with_options(task_runner=runner)(params_file, overrides)
+    return augment.with_options(task_runner=runner)(params_file, overrides, task)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from tinybert_core.models import count_parameters, load_tokenizer
 from tasks.data import first_dev_split, read_task_splits
 from tasks.export import onnx_task, register_task
 from tasks.models import encode_splits, task_teacher_name
-from tasks.params import STAGE_OUTPUTS, seq_length
+from tasks.params import METRICS, seq_length
 from tasks.tracking import git_tags, lineage
 
 UPSTREAM = (
@@ -28,19 +28,22 @@ UPSTREAM = (
 
 
 @flow(name="export")
-def export(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
-    with stage("export", params_file, overrides, ("export",), upstream=UPSTREAM) as s:
+def export(
+    params_file: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None
+) -> str:
+    with stage("export", params_file, overrides, ("export",), upstream=UPSTREAM, task=task) as s:
         section = s.params["export"]
-        spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
-        student_dir = STAGE_OUTPUTS["task_prediction"] / "model"
+        spec, splits = read_task_splits(s.upstream["prepare_task"])
+        registered = f"{section['registered_model_name']}-{spec.name}"  # one registered model per task
+        student_dir = s.upstream["task_prediction"] / "model"
         student = recipe.task_model(student_dir, spec)
         # The scores only: the card is part of what DVC hashes, so it holds nothing that changes from run to run
         # on the same model (timings) or with where the clone lives (absolute paths).
-        scores = json.loads((STAGE_OUTPUTS["evaluate"] / "scores.json").read_text())
+        scores = json.loads((METRICS / s.task / "scores.json").read_text())
 
         card = model_card(
-            student, spec, scores, teacher=task_teacher_name(), lineage={**git_tags(), **lineage(s.upstream)},
-            name=section["registered_model_name"], model_dir=student_dir,
+            student, spec, scores, teacher=task_teacher_name(s.upstream["finetune_teacher"]), lineage={**git_tags(), **lineage(s.upstream)},
+            name=registered, model_dir=student_dir,
         )
         hf_dir = s.out_dir / "hf"
         tokenizer = load_tokenizer(student_dir)
@@ -61,9 +64,9 @@ def export(params_file: str | None = None, overrides: dict[str, Any] | None = No
         (logger.info if decision.allowed and not decision.reasons else logger.warning)(decision.message(section["alias"]))
         mlflow.set_tag("tinybert.alias_decision", decision.message(section["alias"]))
         register_task(
-            hf_dir, section["registered_model_name"], section["alias"] if decision.allowed else None, example,
+            hf_dir, registered, section["alias"] if decision.allowed else None, example,
             description=version_description(spec.name, scores, decision.message(section["alias"])),
-            tags=version_tags(spec.name, scores, task_teacher_name(), student),
+            tags=version_tags(spec.name, scores, task_teacher_name(s.upstream["finetune_teacher"]), student),
         )
     return str(s.final_dir)
 

@@ -11,16 +11,18 @@ from flows.stage import stage
 from tinybert_core import recipe
 from tasks.data import first_dev_split, read_task_splits
 from tasks.models import encode_splits, write_teacher_pointer
-from tasks.params import STAGE_OUTPUTS, seq_length, train_config
+from tasks.params import seq_length, train_config
 from tasks.reporting import finish_training_stage
 from tasks.training import finetune_teacher_task
 
 
 @flow(name="finetune_teacher")
-def finetune_teacher(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
-    with stage("finetune_teacher", params_file, overrides, ("finetune_teacher",), upstream=("prepare_task",)) as s:
+def finetune_teacher(
+    params_file: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None
+) -> str:
+    with stage("finetune_teacher", params_file, overrides, ("finetune_teacher",), upstream=("prepare_task",), task=task) as s:
         models = s.params["models"]
-        spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
+        spec, splits = read_task_splits(s.upstream["prepare_task"])
         if models["finetuned_teacher"]:
             # Loaded once here so a head that cannot be matched to the task's labels stops this stage, not a later one.
             teacher = recipe.task_model(models["finetuned_teacher"], spec, label_mapping=models["label_mapping"])

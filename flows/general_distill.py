@@ -12,7 +12,7 @@ from flows.arguments import stage_main
 from flows.stage import stage
 from tinybert_core.vocabulary import check_vocabularies
 from tasks.models import write_general_pointer
-from tasks.params import STAGE_OUTPUTS, student_shape, train_config
+from tasks.params import student_shape, train_config
 from tasks.reporting import finish_training_stage
 from tasks.tracking import log_dataset
 from tasks.training import general_distill_task
@@ -28,7 +28,7 @@ def general_distill(params_file: str | None = None, overrides: dict[str, Any] | 
             get_run_logger().info("using the General TinyBERT %s; nothing to distil", models["general_student"])
             write_general_pointer(s.out_dir, models["general_student"], distilled_here=False)
             return str(s.final_dir)
-        corpus_dir = STAGE_OUTPUTS["prepare_corpus"]
+        corpus_dir = s.upstream["prepare_corpus"]
         corpus = load_from_disk(str(corpus_dir))
         log_dataset(corpus, "general-corpus", corpus_dir, context="general_distillation")
         config = train_config(s.params["general_distill"], s.params["seed"])

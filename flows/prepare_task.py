@@ -14,8 +14,10 @@ from tasks.tracking import log_dataset
 
 
 @flow(name="prepare_task")
-def prepare_task(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
-    with stage("prepare_task", params_file, overrides) as s:
+def prepare_task(
+    params_file: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None
+) -> str:
+    with stage("prepare_task", params_file, overrides, task=task) as s:
         spec, splits = load_task_splits(s.params["task"], s.params["data"], s.params["seed"])
         save_task_splits(spec, splits, s.out_dir)
         for name, split in splits.items():

@@ -21,16 +21,18 @@ UPSTREAM = ("prepare_task", "general_distill", "finetune_teacher", "augment")
 
 
 @flow(name="task_intermediate")
-def task_intermediate(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
-    with stage("task_intermediate", params_file, overrides, ("task_distill",), upstream=UPSTREAM) as s:
+def task_intermediate(
+    params_file: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None
+) -> str:
+    with stage("task_intermediate", params_file, overrides, ("task_distill",), upstream=UPSTREAM, task=task) as s:
         section, models, seed = s.params["task_distill"], s.params["models"], s.params["seed"]
-        teacher_source = task_teacher_source()
+        teacher_source = task_teacher_source(s.upstream["finetune_teacher"])
         general = general_student_source() if section["general_student"] else None
         # One vocabulary for the data, the teacher and the student: else ids would mean other words to each.
         check_vocabularies(teacher_source, teacher_source, general)
-        spec, encoded = distillation_data(s.params, teacher_source)
+        spec, encoded = distillation_data(s.params, teacher_source, s.upstream)
 
-        teacher = load_task_teacher(spec, models["label_mapping"])
+        teacher = load_task_teacher(s.upstream["finetune_teacher"], spec, models["label_mapping"])
         student = recipe.student_for_task(spec, teacher, general, student_shape(models), seed, models["student"]["family"])
         if not section["stage1"]["enabled"]:  # the "no task stage 1" ablation: stage 2 starts from this student
             save_model(student, teacher_source, s.out_dir)

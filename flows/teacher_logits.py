@@ -17,10 +17,12 @@ UPSTREAM = ("prepare_task", "finetune_teacher", "augment")
 
 
 @flow(name="teacher_logits")
-def teacher_logits(params_file: str | None = None, overrides: dict[str, Any] | None = None) -> str:
-    with stage("teacher_logits", params_file, overrides, ("task_distill",), upstream=UPSTREAM) as s:
-        spec, encoded = distillation_data(s.params, task_teacher_source())
-        teacher = load_task_teacher(spec, s.params["models"]["label_mapping"])
+def teacher_logits(
+    params_file: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None
+) -> str:
+    with stage("teacher_logits", params_file, overrides, ("task_distill",), upstream=UPSTREAM, task=task) as s:
+        spec, encoded = distillation_data(s.params, task_teacher_source(s.upstream["finetune_teacher"]), s.upstream)
+        teacher = load_task_teacher(s.upstream["finetune_teacher"], spec, s.params["models"]["label_mapping"])
         logits = build_logit_cache(teacher, encoded["train"], s.out_dir, s.params["task_distill"]["teacher_precision"])
         get_run_logger().info("teacher logits %s for %d augmented rows", tuple(logits.shape), len(encoded["train"]))
     return str(s.final_dir)

@@ -22,11 +22,11 @@ TASK_INFO = "task.json"
 
 @task(**IO_TASK)
 def load_task_splits(task_name: str, data: dict[str, Any], seed: int) -> tuple[TaskSpec, dict[str, Dataset]]:
-    """The task's training split and its dev split(s), from a glue_data folder or the embedded default."""
+    """The task's training split and its dev split(s), from a glue_data folder or, for polarity, the embedded file."""
     logger = get_run_logger()
     spec = get_task(task_name)
     train_limit, dev_limit = data.get("max_train_examples"), data.get("max_dev_examples")
-    if data.get("glue_dir"):
+    if data.get("glue_dir") and spec.name != "polarity":
         glue_dir = PROJECT_ROOT / Path(data["glue_dir"]).expanduser()  # relative paths: from the project folder
         splits = {"train": load_glue_split(spec, glue_dir, "train", limit=train_limit)}
         for dev in spec.dev_splits:

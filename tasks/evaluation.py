@@ -14,7 +14,6 @@ from transformers import PreTrainedModel
 from tinybert_core.comparison import compare, flat_metrics, markdown_table, report_json, scores_and_timings
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.plots import plot_eval_curve, plot_learning_curves, plot_teacher_vs_student
-from tasks.params import STAGE_OUTPUTS
 from tasks.retries import IO_TASK
 from tasks.tracking import log_to_parent
 
@@ -42,9 +41,10 @@ def write_metrics(report: dict, out_dir: Path) -> tuple[Path, Path]:
 
 
 @task(**IO_TASK)
-def publish_report(report: dict, out_dir: Path) -> str:
+def publish_report(report: dict, out_dir: Path, stage_dirs: dict[str, Path]) -> str:
     """scores.json and timings.json for DVC, report.md, plots, MLflow metrics/artifacts and a Prefect markdown
-    artifact; every warning (a collapsed or baseline-level model) is logged too."""
+    artifact; every warning (a collapsed or baseline-level model) is logged too. `stage_dirs`: the training stages'
+    outputs, whose logs become the learning curves."""
     logger = get_run_logger()
     for warning in report["scores"]["warnings"]:
         logger.warning(warning)
@@ -57,16 +57,16 @@ def publish_report(report: dict, out_dir: Path) -> str:
     plot_teacher_vs_student(report, plots / "teacher_vs_student.png")
     train_logs = {
         name: path for name, path in (
-            ("general distillation", STAGE_OUTPUTS["general_distill"] / "train_log.jsonl"),
-            ("teacher fine-tuning", STAGE_OUTPUTS["finetune_teacher"] / "train_log.jsonl"),
-            ("task distillation stage 1", STAGE_OUTPUTS["task_intermediate"] / "train_log.jsonl"),
-            ("task distillation stage 2", STAGE_OUTPUTS["task_prediction"] / "train_log.jsonl"),
+            ("general distillation", stage_dirs["general_distill"] / "train_log.jsonl"),
+            ("teacher fine-tuning", stage_dirs["finetune_teacher"] / "train_log.jsonl"),
+            ("task distillation stage 1", stage_dirs["task_intermediate"] / "train_log.jsonl"),
+            ("task distillation stage 2", stage_dirs["task_prediction"] / "train_log.jsonl"),
         ) if path.is_file()
     }
     plot_learning_curves(train_logs, plots / "learning_curves.png")
     # The training stages draw nothing (their outputs must not depend on plots.py): their dev curves are drawn here.
     for stage in ("general_distill", "finetune_teacher", "task_prediction"):
-        for log in sorted(STAGE_OUTPUTS[stage].glob("*eval_log.jsonl")):
+        for log in sorted(stage_dirs[stage].glob("*eval_log.jsonl")):
             plot_eval_curve(log, "score", plots / f"{stage}_{log.stem}.png")
 
     mlflow.log_metrics(flat_metrics(report))

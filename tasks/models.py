@@ -11,7 +11,7 @@ from tinybert_core import recipe
 from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.export import export_hf
 from tinybert_core.models import load_tokenizer
-from tasks.params import PROJECT_ROOT, STAGE_OUTPUTS
+from tasks.params import PROJECT_ROOT, stage_output
 
 TEACHER_POINTER = "teacher.json"
 GENERAL_POINTER = "general_student.json"
@@ -38,27 +38,28 @@ def write_general_pointer(out_dir: Path, source: str | Path, distilled_here: boo
 
 def general_student_source() -> str:
     """The General TinyBERT task distillation starts from, as a path or hub id."""
-    return _resolved(json.loads((STAGE_OUTPUTS["general_distill"] / GENERAL_POINTER).read_text())["source"])
+    return _resolved(json.loads((stage_output("general_distill") / GENERAL_POINTER).read_text())["source"])
 
 
-def load_task_teacher(spec: TaskSpec, label_mapping: dict[str, str] | None = None):
+def load_task_teacher(teacher_dir: Path, spec: TaskSpec, label_mapping: dict[str, str] | None = None):
     """The task teacher with its classifier rows in the task's label order.
 
     A teacher fine-tuned here already is; one from elsewhere is matched to the task's labels by name, or by
-    `label_mapping` ({its label: task label}) when its names are generic (LABEL_0, ...).
+    `label_mapping` ({its label: task label}) when its names are generic (LABEL_0, ...). `teacher_dir` is the
+    task's finetune_teacher output.
     """
-    pointer = json.loads((STAGE_OUTPUTS["finetune_teacher"] / TEACHER_POINTER).read_text())
+    pointer = json.loads((teacher_dir / TEACHER_POINTER).read_text())
     return recipe.task_model(_resolved(pointer["source"]), spec, label_mapping=None if pointer["fine_tuned_here"] else label_mapping)
 
 
-def task_teacher_name() -> str:
+def task_teacher_name(teacher_dir: Path) -> str:
     """The task teacher as the pointer names it: relative inside the project, the same in every clone."""
-    return json.loads((STAGE_OUTPUTS["finetune_teacher"] / TEACHER_POINTER).read_text())["source"]
+    return json.loads((teacher_dir / TEACHER_POINTER).read_text())["source"]
 
 
-def task_teacher_source() -> str:
+def task_teacher_source(teacher_dir: Path) -> str:
     """The task teacher as a path or name to load it from."""
-    return _resolved(task_teacher_name())
+    return _resolved(task_teacher_name(teacher_dir))
 
 
 def save_model(model, tokenizer_source: str | Path, out_dir: Path) -> Path:

@@ -1,10 +1,13 @@
 """params.yaml sections as typed values, and the project's fixed paths.
 
-Each stage reads its own section plus the shared `task`, `data`, `models` and `seed`.
+Each stage reads its own section plus the shared `task`, `data`, `models` and `seed`. params.yaml lists the
+`tasks` of a run; a per-task stage sees the params of one task (`for_task`): `task` set to it and that task's
+`task_settings` entry written over the sections, so the stage code reads one task's values in the usual places.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -30,10 +33,27 @@ RUNS = PROJECT_ROOT / "runs"  # resumable training scratch (checkpoints), neithe
 _TRAIN_KEYS = {"epochs": "num_epochs"}
 
 
+# A task_settings entry's keys and the section values each replaces for that task (null: keep the section's).
+TASK_SETTINGS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "max_train_examples": (("data", "max_train_examples"),),
+    "max_dev_examples": (("data", "max_dev_examples"),),
+    "max_seq_length": (("data", "max_seq_length"),),
+    "finetuned_teacher": (("models", "finetuned_teacher"),),
+    "label_mapping": (("models", "label_mapping"),),
+    "teacher_epochs": (("finetune_teacher", "epochs"),),
+    "n_aug": (("augment", "n_aug"),),
+    "stage1_epochs": (("task_distill", "stage1", "epochs"),),
+    "stage2_epochs": (("task_distill", "stage2", "epochs"),),
+    "batch_size": (("task_distill", "stage1", "batch_size"), ("task_distill", "stage2", "batch_size")),
+}
+
+
 def load_params(
-    path: Path | str | None = None, overrides: dict[str, Any] | None = None, validate: bool = True
+    path: Path | str | None = None, overrides: dict[str, Any] | None = None, validate: bool = True,
+    task: str | None = None,
 ) -> dict[str, Any]:
-    """params.yaml as a dict, with dotted-key `overrides` ({"task_distill.stage1.epochs": 1}) applied.
+    """params.yaml as a dict, with dotted-key `overrides` ({"task_distill.stage1.epochs": 1}) applied; with
+    `task`, as that task's stages see it (`for_task`).
 
     With `validate` (the default) every section is checked before anything runs (`tasks.validation`): a bad
     value anywhere stops the first stage, with one message listing every problem.
@@ -49,7 +69,31 @@ def load_params(
         set_dotted(params, dotted, value, path)
     if validate:
         check_params(params, path, PROJECT_ROOT)
+    return for_task(params, task, path) if task is not None else params
+
+
+def for_task(params: dict[str, Any], task: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    """The params one task's stages run with: `task` set, its task_settings values over the sections'."""
+    if task not in params["tasks"]:
+        raise ParamsError(path, [f"tasks: {task!r} is not listed (listed: {', '.join(params['tasks'])})"])
+    params = copy.deepcopy(params)
+    params["task"] = task
+    for key, value in (params["task_settings"].get(task) or {}).items():
+        if value is None:
+            continue
+        for *sections, leaf in TASK_SETTINGS[key]:
+            target = params
+            for section in sections:
+                target = target[section]
+            target[leaf] = value
     return params
+
+
+def only_task(params: dict[str, Any], path: Path | str = PARAMS_FILE) -> str:
+    """The task a per-task stage runs when none is named: the only one listed."""
+    if len(params["tasks"]) != 1:
+        raise ParamsError(path, [f"tasks: {len(params['tasks'])} tasks listed ({', '.join(params['tasks'])}): name one with --task"])
+    return params["tasks"][0]
 
 
 def set_dotted(params: dict[str, Any], dotted: str, value: Any, path: Path | str = PARAMS_FILE) -> None:
@@ -107,16 +151,35 @@ def config_digest(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-# Each stage's output folder (a DVC `outs` entry), in pipeline order.
-STAGE_OUTPUTS: dict[str, Path] = {
-    "prepare_corpus": OUTPUTS / "corpus",
-    "prepare_task": OUTPUTS / "task_data",
-    "general_distill": OUTPUTS / "general_student",
-    "finetune_teacher": OUTPUTS / "teacher",
-    "augment": OUTPUTS / "augmented",
-    "task_intermediate": OUTPUTS / "student_intermediate",
-    "teacher_logits": OUTPUTS / "teacher_logits",
-    "task_prediction": OUTPUTS / "student",
-    "evaluate": OUTPUTS / "eval",
-    "export": OUTPUTS / "export",
+# Each stage's output folder (a DVC `outs` entry), in pipeline order: outputs/<folder> for the stages every task
+# shares, outputs/<task>/<folder> for the stages DVC runs once per task (`foreach` in dvc.yaml).
+SHARED_STAGES = ("prepare_corpus", "general_distill", "glue_report")
+STAGE_FOLDERS: dict[str, str] = {
+    "prepare_corpus": "corpus",
+    "prepare_task": "task_data",
+    "general_distill": "general_student",
+    "finetune_teacher": "teacher",
+    "augment": "augmented",
+    "task_intermediate": "student_intermediate",
+    "teacher_logits": "teacher_logits",
+    "task_prediction": "student",
+    "evaluate": "eval",
+    "export": "export",
+    "glue_report": "glue_report",
 }
+TASK_STAGES = tuple(name for name in STAGE_FOLDERS if name not in SHARED_STAGES)
+METRICS = OUTPUTS / "metrics"  # <task>/scores.json and timings.json of every task: the GLUE report reads this folder
+
+
+def stage_output(name: str, task: str | None = None) -> Path:
+    """The output folder of stage `name` (of `task`, for a per-task stage)."""
+    if name in SHARED_STAGES:
+        return OUTPUTS / STAGE_FOLDERS[name]
+    if task is None:
+        raise ValueError(f"{name} runs once per task: name the task")
+    return OUTPUTS / task / STAGE_FOLDERS[name]
+
+
+def dvc_stage_name(name: str, task: str | None = None) -> str:
+    """The stage as dvc.yaml's foreach names it: finetune_teacher@sst2 (shared stages keep their names)."""
+    return name if name in SHARED_STAGES or task is None else f"{name}@{task}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -35,7 +36,8 @@ def finish_training_stage(result: TrainResult, out_dir: Path) -> None:
         mlflow.log_artifact(str(log), artifact_path="logs")
     rows = [("final " + k, v) for k, v in result.final_losses.items()] + [("dev " + k, v) for k, v in result.eval_metrics.items()]
     table = "\n".join(["| metric | value |", "|---|---|", *(f"| {name} | {value:.4g} |" for name, value in rows)])
+    name = out_dir.name  # the staging folder: the stage's name, "@task" added for a per-task stage
     create_markdown_artifact(
-        markdown=f"### {out_dir.name}: {result.state.step} optimizer steps\n\n{table}\n", key=out_dir.name.replace("_", "-"),
-        description=f"{out_dir.name} training summary",
+        markdown=f"### {name}: {result.state.step} optimizer steps\n\n{table}\n", key=re.sub(r"[^a-z0-9]+", "-", name.lower()),
+        description=f"{name} training summary",
     )

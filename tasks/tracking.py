@@ -20,6 +20,7 @@ project's own, so those runs are kept.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -43,6 +44,8 @@ from tasks.params import PARAMS_FILE, PROJECT_ROOT
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "TINYBERT_PARENT_RUN_ID"
+_PARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tinybert_parent_run", default=None)
+TASK_TAG = "tinybert.task"
 PIPELINE_KEY_TAG = "tinybert.pipeline_key"
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 PROCESS_TAG = "tinybert.process"  # host:pid of the process a run belongs to, to find runs whose process died
@@ -75,7 +78,9 @@ def configure() -> str:
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        artifacts = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or (root / "mlartifacts").as_uri()
+        artifacts = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT")
+        if not artifacts and not mlflow.get_tracking_uri().startswith(("http://", "https://")):
+            artifacts = (root / "mlartifacts").as_uri()  # a tracking server keeps its own artifact root, shared by all
         # Without the kind, MLflow 3's UI guesses "GenAI" and opens the experiment on its (empty) traces page.
         return mlflow.create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
 
@@ -118,10 +123,25 @@ def _hash_text(value: object) -> str:
     return str(value)
 
 
+def given_parent() -> str | None:
+    """The parent run a flow handed its stages: this thread's (a task's chain, `parent_run`), else the process's."""
+    return _PARENT.get() or os.environ.get(PARENT_ENV) or None
+
+
+@contextlib.contextmanager
+def parent_run(run_id: str) -> Iterator[None]:
+    """Stages started inside the block (in this thread or tasks it submits) are children of `run_id`."""
+    token = _PARENT.set(run_id)
+    try:
+        yield
+    finally:
+        _PARENT.reset(token)
+
+
 def pipeline_parent(experiment_id: str) -> str:
-    """The parent run of the current pipeline run: given in the environment, found by key, or new."""
-    if os.environ.get(PARENT_ENV):
-        return os.environ[PARENT_ENV]
+    """The parent run of the current pipeline run: given by the flow, found by key, or new."""
+    if given := given_parent():
+        return given
     params = PARAMS_FILE.read_bytes() if PARAMS_FILE.is_file() else b""
     key = hashlib.sha256(params + git_tags()["git.commit"].encode()).hexdigest()[:16]
     with _store_lock(mlflow.get_tracking_uri()):  # two stages starting together must not open two parents
@@ -134,12 +154,10 @@ def pipeline_parent(experiment_id: str) -> str:
         return start_parent(experiment_id, tags={PIPELINE_KEY_TAG: key})
 
 
-def start_parent(experiment_id: str, tags: dict[str, str] | None = None) -> str:
+def start_parent(experiment_id: str, tags: dict[str, str] | None = None, name: str = "tinybert-pipeline") -> str:
     """A new parent run carrying the whole params.yaml as its params (the stages' children log their sections)."""
     client = MlflowClient()
-    run = client.create_run(
-        experiment_id, run_name="tinybert-pipeline", tags={**git_tags(), **_process_tags(), **(tags or {})}
-    )
+    run = client.create_run(experiment_id, run_name=name, tags={**git_tags(), **_process_tags(), **(tags or {})})
     if PARAMS_FILE.is_file():
         flat = _flatten(yaml.safe_load(PARAMS_FILE.read_text()) or {})
         params = [Param(key, str(value)[:6000]) for key, value in flat.items()]
@@ -184,7 +202,8 @@ def close_dead_runs(experiment_id: str) -> list[str]:
     """Mark KILLED the RUNNING runs whose process on this machine is gone (a stage killed mid-run)."""
     client = MlflowClient()
     closed = []
-    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500):
+    mine = f"tags.`{PROCESS_TAG}` LIKE '{socket.gethostname()}:%'"  # only this machine can tell whether a pid lives
+    for run in client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and {mine}", max_results=500):
         process = run.data.tags.get(PROCESS_TAG)
         if process and not _process_alive(process):
             client.set_tag(run.info.run_id, "tinybert.ended", f"process {process} was gone; marked KILLED")
@@ -193,11 +212,12 @@ def close_dead_runs(experiment_id: str) -> list[str]:
     return closed
 
 
-def _previous_attempt(experiment_id: str, parent: str, stage: str) -> str | None:
-    """The latest unfinished (FAILED or KILLED) run of `stage` under `parent`: what a rerun continues."""
+def _previous_attempt(experiment_id: str, parent: str, stage: str, task: str | None) -> str | None:
+    """The latest unfinished (FAILED or KILLED) run of `stage` (of `task`) under `parent`: what a rerun continues."""
+    of_task = f" and tags.`{TASK_TAG}` = '{task}'" if task else ""
     runs = MlflowClient().search_runs(
         [experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`tinybert.stage` = '{stage}' "
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`tinybert.stage` = '{stage}'{of_task} "
         "and attributes.status != 'FINISHED' and attributes.status != 'RUNNING'",
         max_results=1, order_by=["attributes.start_time DESC"],
     )
@@ -205,29 +225,37 @@ def _previous_attempt(experiment_id: str, parent: str, stage: str) -> str | None
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: dict[str, Any], upstream: dict[str, Path] | None = None) -> Iterator[mlflow.ActiveRun]:
-    """A child run for one stage: params, params.yaml, git/DVC/Prefect tags and upstream run ids."""
+def stage_run(
+    stage: str, params: dict[str, Any], upstream: dict[str, Path] | None = None, task: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
+    """A child run for one stage (of `task`): params, params.yaml, git/DVC/Prefect tags and upstream run ids."""
+    from tasks.params import dvc_stage_name
+
     experiment_id = configure()
     close_dead_runs(experiment_id)
-    owned_parent = not os.environ.get(PARENT_ENV)  # a pipeline flow's parent is closed by the flow itself
+    owned_parent = not given_parent()  # a pipeline flow's parent is closed by the flow itself
     parent = pipeline_parent(experiment_id)
     client = MlflowClient()
+    name = dvc_stage_name(stage, task)
     tags = {
         "mlflow.parentRunId": parent,
         "tinybert.stage": stage,
+        **({TASK_TAG: task} if task else {}),
         **git_tags(),
-        **dvc_dependency_tags(stage),
+        **dvc_dependency_tags(name),
         **_prefect_tags(),
         **_process_tags(),
+        "tinybert.clone": str(PROJECT_ROOT),  # which worker's clone ran it, when several share one tracking server
         **lineage(upstream or {}),
     }
-    if previous := _previous_attempt(experiment_id, parent, stage):
+    if previous := _previous_attempt(experiment_id, parent, stage, task):
         tags["tinybert.previous_attempt"] = previous
     if owned_parent:
         client.update_run(parent, status="RUNNING")
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-            client.set_tag(parent, f"tinybert.stage_run.{stage}", run.info.run_id)  # the parent links its stages
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+            # The parent links its stages (tag keys cannot hold the "@" of a per-task stage's name).
+            client.set_tag(parent, f"tinybert.stage_run.{name.replace('@', '.')}", run.info.run_id)
             mlflow.log_params(_flatten(params))
             if PARAMS_FILE.is_file():
                 mlflow.log_artifact(str(PARAMS_FILE))

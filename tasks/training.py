@@ -24,7 +24,7 @@ from tinybert_core.glue_tasks import TaskSpec
 from tinybert_core.models import StudentShape
 from tasks.data import first_dev_split, read_task_splits
 from tasks.models import encode_splits, save_model
-from tasks.params import STAGE_OUTPUTS, seq_length
+from tasks.params import seq_length
 from tasks.retries import TRAIN_TASK
 from tasks.tracking import log_dataset, log_metrics
 
@@ -101,11 +101,14 @@ def general_distill_task(
     return result
 
 
-def distillation_data(params: dict, teacher_source: str | Path) -> tuple[TaskSpec, dict[str, Dataset]]:
-    """The task and its augmented training rows and first dev split, encoded with the teacher's tokenizer."""
-    spec, splits = read_task_splits(STAGE_OUTPUTS["prepare_task"])
-    augmented = load_augmented(STAGE_OUTPUTS["augment"] / "train")
-    log_dataset(augmented, "augmented-train", STAGE_OUTPUTS["augment"] / "train", context="task_distillation")
+def distillation_data(
+    params: dict, teacher_source: str | Path, upstream: dict[str, Path]
+) -> tuple[TaskSpec, dict[str, Dataset]]:
+    """The task and its augmented training rows and first dev split, encoded with the teacher's tokenizer
+    (`upstream`: the task's prepare_task and augment outputs)."""
+    spec, splits = read_task_splits(upstream["prepare_task"])
+    augmented = load_augmented(upstream["augment"] / "train")
+    log_dataset(augmented, "augmented-train", upstream["augment"] / "train", context="task_distillation")
     dev = splits[first_dev_split(splits)]
     return spec, encode_splits({"train": augmented, "dev": dev}, teacher_source, spec, seq_length(params, spec))
 

@@ -95,11 +95,20 @@ TRAINING = {  # the keys of every training section (general_distill, finetune_te
 
 EVAL_EVERY = Field(_number(int, 0))  # for the sections that train against labelled dev data
 
+def _task_list(value: Any) -> str | None:
+    if (wrong := _str_list(value)) is not None:
+        return wrong
+    repeated = sorted({name for name in value if value.count(name) > 1})
+    return f"lists {', '.join(repeated)} more than once" if repeated else None
+
+
 SCHEMA: dict[str, Any] = {
-    "task": TEXT,
+    "tasks": Field(_task_list),
+    "task_settings": Field(lambda value: None if isinstance(value, dict) else f"must map task names to settings, got {value!r}"),
     "seed": Field(_number(int, 0)),
     "data": {
         "glue_dir": Field(_of_type(str, "a folder path"), optional=True),
+        "missing_tasks": Field(_choice("error", "skip")),
         "max_train_examples": Field(_number(int, 1), optional=True),
         "max_dev_examples": Field(_number(int, 1), optional=True),
         "dev_fraction": Field(_number(float, 0, 1, low_open=True)),
@@ -184,23 +193,84 @@ def schema_problems(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = 
     return problems
 
 
-def meaning_problems(params: dict[str, Any], project_root: Path) -> list[str]:
-    """What the types cannot say: the task exists, files exist, sizes fit the teacher. Runs after `schema_problems`."""
+def _field(path: tuple[str, ...]) -> Field:
+    spec: Any = SCHEMA
+    for key in path:
+        spec = spec[key]
+    return spec
+
+
+def task_settings_problems(params: dict[str, Any]) -> list[str]:
+    """Every listed task is a known task with a task_settings entry holding every setting (null: the section's
+    value; DVC tracks each setting as a parameter, so each must be there), of the type of the value it replaces."""
+    from tasks.params import TASK_SETTINGS
     from tinybert_core.glue_tasks import get_task
 
     problems = []
-    try:
-        spec = get_task(params["task"])
-    except ValueError as error:
-        return [f"task: {error}"]
-    data, models = params["data"], params["models"]
-    if data["glue_dir"]:
-        glue_dir = project_root / Path(data["glue_dir"]).expanduser()
-        for split in ("train", *spec.dev_splits):
-            if not (glue_dir / spec.glue_dir_name / f"{split}.tsv").is_file():
-                problems.append(f"data.glue_dir: {glue_dir / spec.glue_dir_name / f'{split}.tsv'} not found (task {spec.name})")
-    elif spec.name != "polarity":
-        problems.append(f"data.glue_dir: task {spec.name!r} needs a classic glue_data folder; only 'polarity' is embedded")
+    settings = params["task_settings"]
+    for name in dict.fromkeys([*params["tasks"], *settings]):
+        try:
+            get_task(name)
+        except ValueError as error:
+            problems.append(f"{'tasks' if name in params['tasks'] else 'task_settings'}: {error}")
+            continue
+        entry = settings.get(name)
+        if entry is None and name in params["tasks"]:
+            problems.append(f"task_settings.{name}: missing (every listed task needs an entry; null values keep the sections')")
+            continue
+        if not isinstance(entry, dict):
+            problems.append(f"task_settings.{name}: must be a mapping of {', '.join(TASK_SETTINGS)}, got {entry!r}")
+            continue
+        problems += [f"task_settings.{name}.{key}: unknown setting (known: {', '.join(TASK_SETTINGS)})" for key in entry if key not in TASK_SETTINGS]
+        for key, targets in TASK_SETTINGS.items():
+            dotted = f"task_settings.{name}.{key}"
+            if key not in entry:
+                problems.append(f"{dotted}: missing (null: the value of {'.'.join(targets[0])})")
+            elif entry[key] is not None and (wrong := _field(targets[0]).check(entry[key])) is not None:
+                problems.append(f"{dotted}: {wrong}")
+    return problems
+
+
+def task_data_problems(params: dict[str, Any], project_root: Path) -> list[str]:
+    """The files one task's data needs (`params` as that task's stages see them, `tasks.params.for_task`)."""
+    from tinybert_core.glue_tasks import get_task
+
+    spec, data = get_task(params["task"]), params["data"]
+    if spec.name == "polarity":  # embedded
+        return []
+    if not data["glue_dir"]:
+        return [f"data.glue_dir: task {spec.name!r} needs a classic glue_data folder; only 'polarity' is embedded"]
+    folder = project_root / Path(data["glue_dir"]).expanduser() / spec.glue_dir_name
+    return [f"data.glue_dir: {folder / f'{split}.tsv'} not found (task {spec.name})"
+            for split in ("train", *spec.dev_splits) if not (folder / f"{split}.tsv").is_file()]
+
+
+def present_tasks(params: dict[str, Any], project_root: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """The listed tasks whose data is there, and for each other one what is missing."""
+    from tasks.params import for_task
+
+    present, missing = [], {}
+    for task in params["tasks"]:
+        problems = task_data_problems(for_task(params, task), project_root)
+        (missing.__setitem__(task, problems) if problems else present.append(task))
+    return present, missing
+
+
+def meaning_problems(params: dict[str, Any], project_root: Path) -> list[str]:
+    """What the types cannot say, for every listed task: files exist, sizes fit the teacher. Runs after
+    `schema_problems` and `task_settings_problems`. A task without data is an error unless data.missing_tasks is
+    "skip" (run the tasks that exist) and at least one task is left."""
+    from tasks.params import for_task
+
+    present, missing = present_tasks(params, project_root)
+    problems = [] if params["data"]["missing_tasks"] == "skip" and present else [p for ps in missing.values() for p in ps]
+    for task in params["tasks"]:
+        problems += _task_problems(for_task(params, task), project_root)
+    return list(dict.fromkeys(problems))
+
+
+def _task_problems(params: dict[str, Any], project_root: Path) -> list[str]:
+    problems, models = [], params["models"]
     problems += _vector_problems(params["augment"]["word_vectors"], project_root)
     student = models["student"]
     if student["hidden_size"] % student["num_heads"]:
@@ -276,6 +346,8 @@ def _position_problems(params: dict[str, Any], project_root: Path) -> list[str]:
 def validate(params: dict[str, Any], path: Path | str, project_root: Path) -> None:
     """Raise ParamsError listing every problem of `params` (read from `path`); return quietly when all is well."""
     problems = schema_problems(params)
+    if not problems:
+        problems = task_settings_problems(params)
     if not problems:
         problems = meaning_problems(params, project_root)
     if problems:

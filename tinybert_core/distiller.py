@@ -40,6 +40,7 @@ from tinybert_core.checkpoint import CheckpointError, TrainingState, capture_rng
 from tinybert_core.distributed import Topology, barrier, gather_to_main, init_topology, process_seed, sum_across_processes
 from tinybert_core.objectives import INTERMEDIATE_MODES, DistillationObjective
 from tinybert_core.teacher_targets import CachedLogits, IntermediateCache, LiveTeacher, TeacherTargets
+from tinybert_core.rng import holds_global_rng
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def parameter_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+@holds_global_rng  # seeds torch's global generator, which dropout draws from, for the whole run
 def train(
     objective: DistillationObjective,
     dataset: Dataset,

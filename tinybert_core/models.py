@@ -41,6 +41,7 @@ from tinybert_core.families import (
     usable_positions,
     uses_token_types,
 )
+from tinybert_core.rng import GLOBAL_RNG
 
 log = logging.getLogger(__name__)
 
@@ -346,10 +347,11 @@ def build_student(
             f"student family {family!r}: a student is a BERT (\"bert\") or of the teacher's own family "
             f"({teacher_family.name!r}, model type {teacher_config.model_type!r})"
         )
-    if seed is not None:
-        torch.manual_seed(seed)
     model_class = AutoModel if head == "none" else AutoModelForSequenceClassification
-    return prepare(model_class.from_config(config, attn_implementation=ATTN_IMPLEMENTATION))
+    with GLOBAL_RNG:  # seed and initialisation together: another thread may be training
+        if seed is not None:
+            torch.manual_seed(seed)
+        return prepare(model_class.from_config(config, attn_implementation=ATTN_IMPLEMENTATION))
 
 
 def count_parameters(model: nn.Module, include_embeddings: bool = True) -> int:

@@ -7,8 +7,10 @@ report. Every function returns the path it wrote.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -21,10 +23,25 @@ from matplotlib.figure import Figure  # noqa: E402
 NOT_LOSSES = frozenset({"step", "epoch", "lr", "grad_norm"})
 
 
+# Matplotlib (pyplot, its text parser) is not thread-safe, and the pipeline evaluates several tasks in threads:
+# one figure is drawn at a time.
+_DRAWING = threading.Lock()
+
+
+def _one_at_a_time(draw):
+    @functools.wraps(draw)
+    def locked(*args, **kwargs):
+        with _DRAWING:
+            return draw(*args, **kwargs)
+
+    return locked
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+@_one_at_a_time
 def plot_learning_curves(train_logs: dict[str, str | Path], out_png: str | Path) -> Path:
     """One panel per run (or stage): the total loss and each component against the optimizer step."""
     panels = max(1, len(train_logs))
@@ -52,6 +69,7 @@ def plot_learning_curves(train_logs: dict[str, str | Path], out_png: str | Path)
     return _save(figure, out_png)
 
 
+@_one_at_a_time
 def plot_eval_curve(eval_log: str | Path, metric: str, out_png: str | Path) -> Path:
     """A dev metric (a fraction, shown as a percentage) at each evaluation step."""
     records = read_jsonl(eval_log)
@@ -66,6 +84,7 @@ def plot_eval_curve(eval_log: str | Path, metric: str, out_png: str | Path) -> P
     return _save(figure, out_png)
 
 
+@_one_at_a_time
 def plot_teacher_vs_student(report: dict, out_png: str | Path) -> Path:
     """Bars of every dev metric of the baseline, the teacher and the student, with their bootstrap
     intervals as error bars, from a `comparison.compare` report (undefined scores are drawn as 0)."""

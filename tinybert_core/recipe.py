@@ -37,6 +37,7 @@ from tinybert_core.models import Head, StudentShape, build_student, load_model
 from tinybert_core.objectives import DistillationObjective
 from tinybert_core.teacher_cache import compute_teacher_logits, logit_cache
 from tinybert_core.vocabulary import VocabularyError
+from tinybert_core.rng import GLOBAL_RNG
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,11 @@ def task_model(
     checkpoint's own head is reordered to the task's labels, matched by name or by `label_mapping`
     ({checkpoint label: task label}; needed for generic names such as LABEL_0).
     """
-    if seed is not None:
-        torch.manual_seed(seed)
     labels = list(task.labels) if task.labels else None
-    return load_model(source, head=head_for(task), labels=labels, label_mapping=label_mapping)
+    with GLOBAL_RNG:  # seed and the new head's initialisation together: another thread may be training
+        if seed is not None:
+            torch.manual_seed(seed)
+        return load_model(source, head=head_for(task), labels=labels, label_mapping=label_mapping)
 
 
 def finetune(

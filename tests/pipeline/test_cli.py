@@ -12,7 +12,7 @@ from tests.conftest import REPO_ROOT
 
 STAGE_MODULES = [
     "prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_intermediate", "teacher_logits",
-    "task_prediction", "evaluate", "export",
+    "task_prediction", "evaluate", "export", "glue_report",
 ]
 
 # One interpreter for every stage module: each runs as `python -m flows.<stage> --help` would run it.
@@ -96,11 +96,11 @@ def test_set_values_arrive_typed_at_the_stage(monkeypatch):
         received.update(params_file=params_file, overrides=overrides)
         return "done"
 
-    argv = ["--params", "other.yaml", "--set", "task_distill.stage2.learning_rate=3e-4", "--set", "task=sst2",
+    argv = ["--params", "other.yaml", "--set", "task_distill.stage2.learning_rate=3e-4", "--set", "tasks=[sst2]",
             "--set", "models.finetuned_teacher=null", "--set", "prepare_corpus.sources=[a.txt, b.txt]", "--set", "augment.n_aug=4"]
     assert arguments.stage_main("task_distill", stage_flow, argv) == "done"
     assert received == {
         "params_file": "other.yaml",
-        "overrides": {"task_distill.stage2.learning_rate": 3e-4, "task": "sst2", "models.finetuned_teacher": None,
+        "overrides": {"task_distill.stage2.learning_rate": 3e-4, "tasks": ["sst2"], "models.finetuned_teacher": None,
                       "prepare_corpus.sources": ["a.txt", "b.txt"], "augment.n_aug": 4},
     }

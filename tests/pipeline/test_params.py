@@ -12,18 +12,18 @@ from tasks.params import PROJECT_ROOT, load_params, set_dotted
 @pytest.fixture
 def params_file(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"task": "polarity", "task_distill": {"stage1": {"epochs": 4}}}))
+    path.write_text(yaml.safe_dump({"tasks": ["polarity"], "task_distill": {"stage1": {"epochs": 4}}}))
     return path
 
 
 def test_dotted_overrides_set_existing_parameters(params_file):
-    params = load_params(params_file, {"task": "sst2", "task_distill.stage1.epochs": 1}, validate=False)
-    assert params == {"task": "sst2", "task_distill": {"stage1": {"epochs": 1}}}
+    params = load_params(params_file, {"tasks": ["sst2"], "task_distill.stage1.epochs": 1}, validate=False)
+    assert params == {"tasks": ["sst2"], "task_distill": {"stage1": {"epochs": 1}}}
 
 
 @pytest.mark.parametrize(
     ("dotted", "message"),
-    [("task_distill.stage1.epochz", "no parameter 'epochz'"), ("task.stage1.epochs", "'task' is not a section")],
+    [("task_distill.stage1.epochz", "no parameter 'epochz'"), ("tasks.stage1.epochs", "'tasks' is not a section")],
 )
 def test_a_mistyped_override_names_the_key_and_the_file(params_file, dotted, message):
     with pytest.raises(KeyError, match=message) as error:

@@ -1,8 +1,11 @@
-"""End to end on the embedded default (tiny sizes): the Prefect pipeline flow, then DVC's view of it.
+"""End to end with two tasks (tiny sizes): the embedded polarity task and SST-2 from ../shared/data/glue, through
+the Prefect pipeline flow, then DVC's view of it.
 
-1. `tinybert_pipeline` under prefect_test_harness runs all eight stages and records them in dvc.lock;
+1. `tinybert_pipeline` under prefect_test_harness runs the shared stages once, both tasks' chains side by side and
+   the GLUE report, and records them all in dvc.lock;
 2. `dvc repro` then has nothing to do;
-3. a changed stage-2 parameter reruns task_prediction, evaluate and export only (not stage 1, not the teacher logits);
+3. a changed stage-2 setting of one task reruns that task's task_prediction, evaluate and export (and the report)
+   only: not stage 1, not the teacher logits, nothing of the other task;
 4. forcing stages whose outputs come out the same leaves the later stages up to date.
 MLflow writes to a temporary SQLite store inside the project copy.
 """
@@ -17,12 +20,20 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import SHARED_DATA
 from tests.pipeline.conftest import run, set_params
 
-STAGES = [
-    "prepare_corpus", "prepare_task", "general_distill", "finetune_teacher", "augment", "task_intermediate", "teacher_logits",
-    "task_prediction", "evaluate", "export",
-]
+TASKS = ["polarity", "sst2"]
+PER_TASK = ["prepare_task", "finetune_teacher", "augment", "task_intermediate", "teacher_logits", "task_prediction", "evaluate", "export"]
+STAGES = ["prepare_corpus", "general_distill", *(f"{stage}@{task}" for task in TASKS for stage in PER_TASK), "glue_report"]
+# SST-2 as small as the tiny polarity run: its settings left to the (tiny) sections'.
+TWO_TASKS = {
+    "tasks": TASKS,
+    "data.glue_dir": str(SHARED_DATA / "glue"),
+    "task_settings.sst2": {key: None for key in (
+        "max_train_examples", "max_dev_examples", "max_seq_length", "finetuned_teacher", "label_mapping", "teacher_epochs",
+        "n_aug", "stage1_epochs", "stage2_epochs", "batch_size")},
+}
 DVC = str(Path(sys.executable).with_name("dvc"))
 DRIVER = """
 import json, sys
@@ -36,6 +47,7 @@ with prefect_test_harness(server_startup_timeout=600):  # a busy machine takes l
 @pytest.fixture(scope="module")
 def pipeline_run(project):
     project_dir, env = project
+    set_params(project_dir / "params.yaml", TWO_TASKS)
     result = run([sys.executable, "-c", DRIVER], project_dir, env)
     outcome = json.loads(re.search(r"OUTCOME (.*)", result.stdout).group(1))
     return project_dir, env, outcome
@@ -44,9 +56,14 @@ def pipeline_run(project):
 def test_pipeline_flow_runs_every_stage_and_leaves_all_outputs(pipeline_run):
     project, _, outcome = pipeline_run
     assert outcome == {stage: "ran" for stage in STAGES}
-    outputs = project / "outputs"
-    scores = json.loads((outputs / "eval" / "scores.json").read_text())
-    timings = json.loads((outputs / "eval" / "timings.json").read_text())
+    table = json.loads((project / "outputs" / "glue_table.json").read_text())
+    assert [c["label"] for c in table["columns"]] == ["polarity", "SST-2"]
+    assert all(table["rows"]["teacher"][label]["value"] is not None for label in ("polarity", "SST-2"))
+    assert "| student |" in (project / "outputs" / "glue_report" / "glue_table.md").read_text()
+    assert (project / "outputs" / "sst2" / "export" / "hf" / "model.safetensors").is_file()
+    outputs = project / "outputs" / "polarity"
+    scores = json.loads((project / "outputs" / "metrics" / "polarity" / "scores.json").read_text())
+    timings = json.loads((project / "outputs" / "metrics" / "polarity" / "timings.json").read_text())
     assert scores["task"] == "polarity" and "speed" not in scores
     dev = scores["scores"]["splits"]["dev"]
     for role in ("baseline", "teacher", "student"):
@@ -65,7 +82,7 @@ def test_pipeline_flow_runs_every_stage_and_leaves_all_outputs(pipeline_run):
     # Augmentation takes the packaged GloVe vectors by default: no word2vec was trained on the corpus.
     assert not (outputs / "augmented" / "word_vectors.txt").exists()
     # A finished stage clears its training scratch: a forced rerun trains afresh instead of resuming the old run.
-    assert not [p for p in (project / "runs").iterdir() if p.name != "staging"]
+    assert not [p for p in (project / "runs").rglob("*") if p.is_file()]
 
 
 def test_mlflow_holds_a_parent_run_with_a_child_per_stage_and_the_registered_student(pipeline_run):
@@ -74,24 +91,30 @@ def test_mlflow_holds_a_parent_run_with_a_child_per_stage_and_the_registered_stu
     client = MlflowClient()
     experiment = client.get_experiment_by_name("tinybert-pipeline")
     runs = client.search_runs([experiment.experiment_id])
-    children = {r.data.tags["tinybert.stage"]: r for r in runs if "tinybert.stage" in r.data.tags}
+    children = {r.info.run_name: r for r in runs if "tinybert.stage" in r.data.tags}
     assert sorted(children) == sorted(STAGES)
-    parents = {r.data.tags["mlflow.parentRunId"] for r in children.values()}
-    assert len(parents) == 1
-    parent = client.get_run(parents.pop())
-    assert parent.info.status == "FINISHED"
+    # The shared stages and the report under the pipeline's run; each task's stages under that task's run, under it.
+    (pipeline,) = {children[name].data.tags["mlflow.parentRunId"] for name in ("prepare_corpus", "general_distill", "glue_report")}
+    for task in TASKS:
+        (task_run,) = {children[f"{stage}@{task}"].data.tags["mlflow.parentRunId"] for stage in PER_TASK}
+        task_run = client.get_run(task_run)
+        assert task_run.data.tags["mlflow.parentRunId"] == pipeline and task_run.info.status == "FINISHED"
+        assert task_run.data.metrics["dev/teacher_score"] >= 0  # the task's headline numbers
+    parent = client.get_run(pipeline)
+    assert parent.info.status == "FINISHED" and "glue/teacher/SST-2" in parent.data.metrics
 
-    distill = children["task_intermediate"]
+    distill = children["task_intermediate@polarity"]
     assert distill.info.status == "FINISHED"
     assert distill.data.tags["git.commit"] != "unknown" and distill.data.tags["prefect.flow_run_id"]
     assert distill.data.tags["lineage.general_distill"] == children["general_distill"].info.run_id
-    assert any(tag.startswith("dvc.dep.outputs/augmented") for tag in distill.data.tags)
+    assert any(tag.startswith("dvc.dep.outputs/polarity/augmented") for tag in distill.data.tags)
     assert distill.data.params["task_distill.stage1.epochs"] == "1.0"
     assert client.get_metric_history(distill.info.run_id, "train/loss")
     assert {i.dataset.name for i in distill.inputs.dataset_inputs} >= {"augmented-train"}
 
-    version = client.get_model_version_by_alias("tinybert-student", "candidate")
-    assert version.run_id == children["export"].info.run_id
+    for task in TASKS:
+        version = client.get_model_version_by_alias(f"tinybert-student-{task}", "candidate")
+        assert version.run_id == children[f"export@{task}"].info.run_id
 
 
 def test_dvc_then_reruns_only_what_changed(pipeline_run):
@@ -99,9 +122,10 @@ def test_dvc_then_reruns_only_what_changed(pipeline_run):
     result = run([DVC, "repro"], project, env)
     assert "Running stage" not in result.stdout, result.stdout
 
-    set_params(project / "params.yaml", {"task_distill.stage2.learning_rate": 5.0e-5})
+    set_params(project / "params.yaml", {"task_settings.sst2.stage2_epochs": 2.0})
     result = run([DVC, "repro"], project, env)
-    assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["task_prediction", "evaluate", "export"], result.stdout
+    ran = re.findall(r"Running stage '([\w@]+)'", result.stdout)
+    assert set(ran) - {"glue_report"} == {"task_prediction@sst2", "evaluate@sst2", "export@sst2"}, result.stdout
     assert "general_distill" in result.stdout  # reported as unchanged, not rerun
 
 
@@ -109,9 +133,9 @@ def test_a_rerun_that_reproduces_its_outputs_leaves_later_stages_alone(pipeline_
     """Outputs are byte-reproducible (run pointers are kept out of DVC's hashes), so forcing the data stages and
     general distillation again changes nothing downstream: no retraining of the teacher or the student."""
     project, env, _ = pipeline_run
-    forced = ["prepare_corpus", "prepare_task", "general_distill"]
+    forced = ["prepare_corpus", "prepare_task@polarity", "general_distill"]
     result = run([DVC, "repro", "--force", "--single-item", *forced], project, env)
-    assert re.findall(r"Running stage '(\w+)'", result.stdout) == forced, result.stdout
+    assert re.findall(r"Running stage '([\w@]+)'", result.stdout) == forced, result.stdout
     result = run([DVC, "status"], project, env)
     assert "up to date" in result.stdout, result.stdout
     assert (project / "outputs" / "general_student" / "mlflow_run.json").is_file()  # lineage still has its pointer
@@ -124,12 +148,12 @@ def test_deployment_overrides_apply_to_the_run_only(pipeline_run):
     overrides = {"export.alias": "override-check"}
     result = run([sys.executable, "-c", DRIVER, json.dumps(overrides)], project, env)
     outcome = json.loads(re.search(r"OUTCOME (.*)", result.stdout).group(1))
-    assert outcome["export"] == "ran" and outcome["task_prediction"] == "up to date"
+    assert outcome["export@sst2"] == "ran" and outcome["task_prediction@sst2"] == "up to date"
     assert (project / "params.yaml").read_bytes() == before
     assert "prefect-" in run([DVC, "exp", "list", "--name-only"], project, env).stdout
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
-    assert client.get_model_version_by_alias("tinybert-student", "override-check")
+    assert client.get_model_version_by_alias("tinybert-student-sst2", "override-check")
     experiment = client.get_experiment_by_name("tinybert-pipeline")
     (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.`tinybert.overrides` LIKE '%override-check%'")
     assert parent.info.status == "FINISHED" and parent.data.tags["git.dirty"] == "false"
@@ -145,8 +169,8 @@ def test_an_existing_general_tinybert_skips_general_distillation(pipeline_run, t
     params = (project / "params.yaml").read_text()
     try:
         set_params(project / "params.yaml", {"models.general_student": str(published)})
-        result = run([DVC, "repro", "task_intermediate"], project, env)
-        assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["general_distill", "task_intermediate"], result.stdout
+        result = run([DVC, "repro", "task_intermediate@polarity"], project, env)
+        assert re.findall(r"Running stage '([\w@]+)'", result.stdout) == ["general_distill", "task_intermediate@polarity"], result.stdout
         pointer = json.loads((project / "outputs" / "general_student" / "general_student.json").read_text())
         assert pointer == {"source": str(published), "distilled_here": False}
         assert not (project / "outputs" / "general_student" / "train_log.jsonl").exists()
@@ -160,9 +184,9 @@ def test_augment_shards_on_a_dask_cluster_give_the_same_rows_as_threads(pipeline
     from datasets import load_from_disk
 
     project, env, _ = pipeline_run
-    by_threads = load_from_disk(str(project / "outputs" / "augmented" / "train")).to_list()
+    by_threads = load_from_disk(str(project / "outputs" / "polarity" / "augmented" / "train")).to_list()
     set_params(project / "params.yaml", {"augment.task_runner": "dask", "augment.num_shards": 3})
-    result = run([sys.executable, "-m", "flows.augment"], project, env)
+    result = run([sys.executable, "-m", "flows.augment", "--task", "polarity"], project, env)
     assert "Creating a new Dask cluster" in result.stdout + result.stderr
-    by_dask = load_from_disk(str(project / "outputs" / "augmented" / "train")).to_list()
+    by_dask = load_from_disk(str(project / "outputs" / "polarity" / "augmented" / "train")).to_list()
     assert by_dask == by_threads and len(by_dask) > 48

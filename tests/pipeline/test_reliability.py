@@ -83,15 +83,15 @@ with stage("prepare_task", None, None) as s:
 
 def test_a_failed_stage_keeps_the_old_output_and_leaves_no_running_run(fresh_project):
     project, env = fresh_project
-    old = project / "outputs" / "task_data"
+    old = project / "outputs" / "polarity" / "task_data"
     old.mkdir(parents=True)
     (old / "task.json").write_text("{}")
     result = subprocess.run([sys.executable, "-c", FAILING_STAGE], cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0 and "disk trouble halfway" in result.stderr
-    assert f"stage prepare_task failed and wrote nothing: its previous output {old} is unchanged" in result.stderr
+    assert f"stage prepare_task@polarity failed and wrote nothing: its previous output {old} is unchanged" in result.stderr
     assert sorted(p.name for p in old.iterdir()) == ["task.json"]
     statuses = {r.info.run_name: r.info.status for r in runs_of(env["MLFLOW_TRACKING_URI"])}
-    assert statuses == {"prepare_task": "FAILED", "tinybert-pipeline": "FAILED"}
+    assert statuses == {"prepare_task@polarity": "FAILED", "tinybert-pipeline": "FAILED"}
 
 
 KILLED_STAGE = """
@@ -113,9 +113,9 @@ def test_a_killed_stage_is_marked_killed_and_linked_by_its_rerun(fresh_project):
 
     run([sys.executable, "-m", "flows.prepare_task"], project, env)
     runs = {(r.info.run_name, r.info.status): r for r in runs_of(env["MLFLOW_TRACKING_URI"])}
-    assert set(runs) == {("prepare_task", "KILLED"), ("prepare_task", "FINISHED"), ("tinybert-pipeline", "FINISHED")}
-    killed = runs["prepare_task", "KILLED"]
-    assert runs["prepare_task", "FINISHED"].data.tags["tinybert.previous_attempt"] == killed.info.run_id
+    assert set(runs) == {("prepare_task@polarity", "KILLED"), ("prepare_task@polarity", "FINISHED"), ("tinybert-pipeline", "FINISHED")}
+    killed = runs["prepare_task@polarity", "KILLED"]
+    assert runs["prepare_task@polarity", "FINISHED"].data.tags["tinybert.previous_attempt"] == killed.info.run_id
 
 
 # -- MLflow store --------------------------------------------------------------------------------------------------
@@ -148,9 +148,9 @@ def test_a_temporary_dvc_experiment_keeps_its_runs_in_the_projects_store(fresh_p
     # As a user runs it: the project (and its default store) is wherever the code runs, here DVC's temporary copy.
     unset = ("MLFLOW_TRACKING_URI", "MLFLOW_DEFAULT_ARTIFACT_ROOT", "TINYBERT_PROJECT_DIR", "PYTHONPATH")
     env = {k: v for k, v in env.items() if k not in unset}
-    run([DVC, "exp", "run", "--temp", "prepare_task"], project, env)
+    run([DVC, "exp", "run", "--temp", "prepare_task@polarity"], project, env)
     runs = runs_of(f"sqlite:///{project / 'mlflow.db'}")
-    assert [(r.info.run_name, r.info.status) for r in runs if r.info.run_name == "prepare_task"] == [("prepare_task", "FINISHED")]
+    assert [(r.info.run_name, r.info.status) for r in runs if r.info.run_name == "prepare_task@polarity"] == [("prepare_task@polarity", "FINISHED")]
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
@@ -164,7 +164,7 @@ def test_the_first_stage_completes_with_four_cpu_bound_processes_beside_it(fresh
     try:
         started = time.monotonic()
         result = run([sys.executable, "-m", "flows.prepare_task"], project, env)
-        assert (project / "outputs" / "task_data" / "task.json").is_file(), result.stdout
+        assert (project / "outputs" / "polarity" / "task_data" / "task.json").is_file(), result.stdout
     finally:
         for burner in burners:
             burner.kill()
@@ -201,7 +201,7 @@ def test_a_killed_flow_process_leaves_no_prefect_server_behind(fresh_project):
 def test_stage_outputs_are_replaced_only_when_complete_and_scratch_is_cleared(fresh_project):
     project, env = fresh_project
     run([sys.executable, "-m", "flows.prepare_task"], project, env)
-    info = json.loads((project / "outputs" / "task_data" / "task.json").read_text())
+    info = json.loads((project / "outputs" / "polarity" / "task_data" / "task.json").read_text())
     assert info["task"] == "polarity"
-    assert not (project / "runs" / "staging" / "prepare_task").exists()
-    assert not (project / "runs" / "staging" / "prepare_task.old").exists()
+    assert not (project / "runs" / "staging" / "prepare_task@polarity").exists()
+    assert not (project / "runs" / "staging" / "prepare_task@polarity.old").exists()

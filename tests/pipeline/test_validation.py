@@ -17,7 +17,8 @@ def params_file(tmp_path):
 
 
 def test_the_projects_own_params_are_valid():
-    assert load_params()["task"]
+    assert load_params()["tasks"] == ["polarity"]
+    assert load_params(task="polarity")["task"] == "polarity"
 
 
 @pytest.mark.parametrize(
@@ -30,8 +31,13 @@ def test_the_projects_own_params_are_valid():
         ({"task_distill.stage2.learning_rate": 0}, "task_distill.stage2.learning_rate: must be > 0, got 0"),
         ({"augment.p_t": 1.5}, "augment.p_t: must be <= 1"),
         ({"augment.task_runner": "celery"}, "augment.task_runner: must be one of"),
-        ({"task": "sst3"}, "task: unknown task 'sst3'"),
-        ({"task": "sst2"}, "data.glue_dir: task 'sst2' needs a classic glue_data folder"),
+        ({"tasks": ["sst3"]}, "tasks: unknown task 'sst3'"),
+        ({"tasks": ["sst2"]}, "data.glue_dir: task 'sst2' needs a classic glue_data folder"),
+        ({"tasks": ["polarity", "polarity"]}, "tasks: lists polarity more than once"),
+        ({"tasks": []}, "tasks: must be a non-empty list of names"),
+        ({"task_settings.sst2.n_aug": -1}, "task_settings.sst2.n_aug: must be >= 0, got -1"),
+        ({"task_settings.mrpc.batch_size": "32"}, "task_settings.mrpc.batch_size: must be an integer"),
+        ({"task_settings.polarity.max_seq_length": 1024}, "data.max_seq_length: 1024 tokens exceed the teacher's 512"),
         ({"data.max_seq_length": 1024}, "data.max_seq_length: 1024 tokens exceed the teacher's 512 positions"),
         ({"models.student.hidden_size": 100}, "models.student.hidden_size: 100 is not divisible"),
         ({"augment.word_vectors": "no/such/vectors.txt"}, "augment.word_vectors:"),
@@ -69,6 +75,47 @@ def test_a_missing_section_and_bad_yaml_are_named(params_file):
     params_file.write_text("task: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(params_file)
+
+
+def test_every_listed_task_needs_a_whole_settings_entry(params_file):
+    params = yaml.safe_load(params_file.read_text())
+    del params["task_settings"]["polarity"]
+    del params["task_settings"]["sst2"]["n_aug"]
+    params["task_settings"]["sst2"]["epochs"] = 3
+    params_file.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError) as error:
+        load_params(params_file)
+    assert error.value.problems[0].startswith("task_settings.polarity: missing")
+    assert "task_settings.sst2.epochs: unknown setting (known: max_train_examples" in error.value.problems[1]
+    assert error.value.problems[2] == "task_settings.sst2.n_aug: missing (null: the value of augment.n_aug)"
+
+
+def test_a_tasks_settings_replace_the_sections_values_for_that_task_only(params_file):
+    glue = {"data.glue_dir": "../shared/data/glue", "tasks": ["sst2", "mrpc"], "task_settings.mrpc.max_train_examples": 50}
+    sst2, mrpc = (load_params(params_file, glue, task=name) for name in ("sst2", "mrpc"))
+    assert (sst2["task"], mrpc["task"]) == ("sst2", "mrpc")
+    assert sst2["data"]["max_train_examples"] is None and mrpc["data"]["max_train_examples"] == 50
+    assert (sst2["data"]["max_seq_length"], mrpc["data"]["max_seq_length"]) == (64, 128)
+    assert sst2["task_distill"]["stage1"]["batch_size"] == sst2["task_distill"]["stage2"]["batch_size"] == 32
+    with pytest.raises(ParamsError, match="tasks: 'cola' is not listed"):
+        load_params(params_file, glue, task="cola")
+
+
+def test_a_task_without_data_stops_the_run_unless_asked_to_skip_it(params_file, tmp_path):
+    glue = tmp_path / "glue"
+    (glue / "SST-2").mkdir(parents=True)
+    for split in ("train", "dev"):
+        (glue / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    listed = {"data.glue_dir": str(glue), "tasks": ["sst2", "mrpc"]}
+    with pytest.raises(ParamsError, match="MRPC/train.tsv not found \\(task mrpc\\)"):
+        load_params(params_file, listed)
+    from tasks.validation import present_tasks
+
+    params = load_params(params_file, {**listed, "data.missing_tasks": "skip"})
+    present, missing = present_tasks(params, tmp_path)
+    assert present == ["sst2"] and "MRPC/train.tsv not found" in missing["mrpc"][0]
+    with pytest.raises(ParamsError, match="CoLA/train.tsv not found"):  # skipping every task leaves nothing to run
+        load_params(params_file, {**listed, "tasks": ["cola"], "data.missing_tasks": "skip"})
 
 
 def test_train_config_refuses_keys_it_does_not_know():
