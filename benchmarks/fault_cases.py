@@ -124,9 +124,9 @@ def main() -> None:
     stage_case("batch size as a string", "task_prediction", {"task_distill.stage2.batch_size": "32"})
     stage_case("learning rate 0", "general_distill", {"general_distill.learning_rate": 0})
     stage_case("sequence length beyond the teacher's positions", "prepare_task", {"data.max_seq_length": 4096})
-    stage_case("unknown task", "prepare_task", {"task": "sst3"})
-    stage_case("GLUE task without data.glue_dir", "prepare_task", {"task": "rte"})
-    stage_case("glue_dir without the task's files", "prepare_task", {"task": "sst2", "data.glue_dir": str(tmp)})
+    stage_case("unknown task", "prepare_task", {"tasks": ["sst3"]})
+    stage_case("GLUE task without data.glue_dir", "prepare_task", {"tasks": ["rte"]})
+    stage_case("glue_dir without the task's files", "prepare_task", {"tasks": ["sst2"], "data.glue_dir": str(tmp)})
     stage_case("word-vector file missing", "augment", {"augment.word_vectors": "no/such/glove.txt"})
     stage_case("corpus source missing", "prepare_corpus", {"prepare_corpus.sources": ["no/such/corpus.txt"]})
     stage_case("student width not divisible by heads", "general_distill", {"models.student.hidden_size": 50})
@@ -168,10 +168,11 @@ def main() -> None:
     rows.append(("model folder without config.json", "`load_model`", call(lambda: load_model(broken)), "nothing"))
 
     # -- stages that fail or die -------------------------------------------------------------------------------
-    code, _ = project.stage("prepare_task")
-    before = sorted(p.name for p in (project.root / "outputs" / "task_data").iterdir())
-    code, message = project.stage("prepare_task", {"data.glue_dir": str(glue_dir_with(tmp, "SST-2", {"train.tsv": SST2_HEADER.encode() + b"good \t9\n", "dev.tsv": good_dev})), "task": "sst2"})
-    after = sorted(p.name for p in (project.root / "outputs" / "task_data").iterdir())
+    sst2 = {"tasks": ["sst2"], "task_settings.sst2.max_seq_length": None}
+    code, _ = project.stage("prepare_task", {**sst2, "data.glue_dir": str(glue_dir_with(tmp, "SST-2", {"train.tsv": good_dev, "dev.tsv": good_dev}))})
+    before = sorted(p.name for p in (project.root / "outputs" / "sst2" / "task_data").iterdir())
+    code, message = project.stage("prepare_task", {**sst2, "data.glue_dir": str(glue_dir_with(tmp, "SST-2", {"train.tsv": SST2_HEADER.encode() + b"good \t9\n", "dev.tsv": good_dev}))})
+    after = sorted(p.name for p in (project.root / "outputs" / "sst2" / "task_data").iterdir())
     statuses = project.mlflow_statuses()
     rows.append(("stage fails on a bad row after a good run", "`python -m flows.prepare_task`", message,
                  f"{'nothing: previous output intact' if before == after else 'OUTPUT CHANGED'}; MLflow runs {statuses}"))

@@ -19,6 +19,7 @@ Runs with overrides in one clone take turns (a lock beside params.yaml).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -199,8 +200,8 @@ def _on_workers(deployment: str, tasks: list[str], parent: str, overrides: dict 
         fetch_task_metrics(parent, task_name)
         return {f"{task_name} (flow run {run.name})": "ran on a worker"}
 
-    with ThreadPoolExecutor(max_workers=max(len(tasks), 1)) as pool:
-        results = list(pool.map(one, tasks))
+    with ThreadPoolExecutor(max_workers=max(len(tasks), 1)) as pool:  # each thread in this flow's context: subflows
+        results = [f.result() for f in [pool.submit(contextvars.copy_context().run, one, name) for name in tasks]]
     return {key: value for result in results for key, value in result.items()}
 
 

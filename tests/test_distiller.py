@@ -215,3 +215,22 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
     with pytest.raises(CheckpointError, match="learning_rate"):
         run(make_dataset(24), learning_rate=1e-3)
     assert run(make_dataset(24)).state.step == 3  # the same run resumes (here: already finished)
+
+
+def test_trainings_in_threads_give_the_weights_each_gives_alone(tmp_path):
+    """The pipeline trains several tasks in threads of one process; dropout draws from torch's one global
+    generator, so without taking turns the threads would interleave their draws and neither run would be exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = TrainConfig(num_epochs=2, batch_size=8, learning_rate=2e-3, save_every=0)
+
+    def finetune(name: str, seed: int) -> dict[str, torch.Tensor]:
+        student = make_student(seed=seed)  # dropout 0.1: every step draws random numbers
+        train(DistillationObjective(student, "finetune"), make_dataset(seed=seed), config, tmp_path / name)
+        return student.state_dict()
+
+    alone = [finetune(f"alone-{seed}", seed) for seed in (1, 2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(finetune, ["thread-1", "thread-2"], [1, 2]))
+    for one, other in zip(alone, together):
+        assert all(torch.equal(one[key], other[key]) for key in one)

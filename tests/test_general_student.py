@@ -106,3 +106,14 @@ def test_a_general_student_of_another_vocabulary_size_is_refused(tmp_path):
     reference_general_tinybert(tmp_path / "published")  # 30522 rows
     with pytest.raises(VocabularyError, match=r"general student .*published has 30522 embedding rows and the teacher 100"):
         recipe.student_for_task(SST2, teacher, tmp_path / "published", SHAPE, seed=0)
+
+
+def test_saved_projections_are_the_same_bytes_every_time(tmp_path):
+    """A DVC output: if the file's bytes changed from run to run, every task's stage 1 would rerun for nothing
+    (safetensors writes several metadata entries in a random order)."""
+    from tinybert_core.losses import Projections
+
+    torch.manual_seed(0)
+    projections = Projections(48, 384)
+    written = {save_projections(projections, tmp_path / str(i)).read_bytes() for i in range(8)}
+    assert len(written) == 1

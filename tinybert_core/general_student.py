@@ -6,12 +6,13 @@
 General distillation learns the projections W_e (embeddings) and W_h (hidden states) that map the student's
 width to the teacher's; the reference code keeps its projection in the General TinyBERT checkpoint and task
 distillation reloads it. Ours lie in `projections.safetensors` beside the model, with both widths in its
-metadata. A published reference-format General TinyBERT (huawei-noah/TinyBERT_General_4L_312D) holds one
+metadata (one JSON entry). A published reference-format General TinyBERT (huawei-noah/TinyBERT_General_4L_312D) holds one
 shared `fit_dense` (used for embeddings and hidden states alike); it starts both W_e and W_h.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -41,8 +42,10 @@ def save_projections(projections: Projections, model_dir: str | os.PathLike) -> 
     path = Path(model_dir) / PROJECTIONS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in projections.state_dict().items()}
-    metadata = {"student_width": str(projections.hidden.in_features), "teacher_width": str(projections.hidden.out_features)}
-    save_file(tensors, str(path), metadata=metadata)
+    widths = {"student_width": projections.hidden.in_features, "teacher_width": projections.hidden.out_features}
+    # One metadata entry: safetensors writes several in a random order (a hash map), and the file must come out the
+    # same on every run (a DVC output: a changed hash reruns every task's stage 1).
+    save_file(tensors, str(path), metadata={"widths": json.dumps(widths, sort_keys=True)})
     return path
 
 
@@ -58,7 +61,8 @@ def load_projections(source: str | os.PathLike, student_width: int, teacher_widt
         with safe_open(ours, framework="pt") as handle:
             metadata = handle.metadata() or {}
         try:
-            widths = int(metadata["student_width"]), int(metadata["teacher_width"])
+            named = json.loads(metadata["widths"]) if "widths" in metadata else metadata  # or the two keys of older files
+            widths = int(named["student_width"]), int(named["teacher_width"])
         except (KeyError, ValueError) as error:
             raise ProjectionsError(f"{ours} has no student_width/teacher_width metadata ({metadata})") from error
         if not _fits(ours, widths, student_width, teacher_width):

@@ -7,7 +7,6 @@ report. Every function returns the path it wrote.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import threading
@@ -19,22 +18,15 @@ matplotlib.use("Agg")  # files only: pipelines run on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from tinybert_core.rng import holding  # noqa: E402
+
 # Train-log fields that are not losses; every other number in a record is plotted as a loss component.
 NOT_LOSSES = frozenset({"step", "epoch", "lr", "grad_norm"})
 
 
 # Matplotlib (pyplot, its text parser) is not thread-safe, and the pipeline evaluates several tasks in threads:
 # one figure is drawn at a time.
-_DRAWING = threading.Lock()
-
-
-def _one_at_a_time(draw):
-    @functools.wraps(draw)
-    def locked(*args, **kwargs):
-        with _DRAWING:
-            return draw(*args, **kwargs)
-
-    return locked
+_one_at_a_time = holding(threading.Lock())
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -12,12 +12,18 @@ import threading
 GLOBAL_RNG = threading.RLock()
 
 
-def holds_global_rng(function):
-    """Run `function` holding GLOBAL_RNG (a decorator)."""
+def holding(lock):
+    """A decorator: the function runs holding `lock`."""
 
-    @functools.wraps(function)
-    def locked(*args, **kwargs):
-        with GLOBAL_RNG:
-            return function(*args, **kwargs)
+    def decorate(function):
+        @functools.wraps(function)
+        def locked(*args, **kwargs):
+            with lock:
+                return function(*args, **kwargs)
 
-    return locked
+        return locked
+
+    return decorate
+
+
+holds_global_rng = holding(GLOBAL_RNG)
