@@ -40,17 +40,19 @@ class DvcRecord:
         """Check a stale stage's outputs out of the remote when its run cache holds these exact inputs."""
         if self.repo is None or not self.remote:
             return False
+        from dvc.repo import lock_repo
         from dvc.stage.cache import RunCacheNotFoundError
 
         with self._lock:
-            if not self._run_cache_fetched:  # the remote's run cache: which inputs gave which outputs
-                self.repo.stage_cache.pull(None)
-                self._run_cache_fetched = True
-            (stage,) = self.repo.stage.collect(target)
-            try:
-                self.repo.stage_cache.restore(stage, pull=True)
-            except RunCacheNotFoundError:
-                return False
+            with lock_repo(self.repo):  # what `dvc repro` holds around the same calls
+                if not self._run_cache_fetched:  # the remote's run cache: which inputs gave which outputs
+                    self.repo.stage_cache.pull(None)
+                    self._run_cache_fetched = True
+                (stage,) = self.repo.stage.collect(target)
+                try:
+                    self.repo.stage_cache.restore(stage, pull=True)
+                except RunCacheNotFoundError:
+                    return False
             self.repo.commit(target, force=True)
             return True
 

@@ -30,7 +30,7 @@ REPORTS = {
     "stsb": report({"dev": scored({
         "teacher": {"pearson": 0.89, "spearman": 0.88}, "student": {"pearson": 0.86, "spearman": 0.86},
         "baseline": {"pearson": None, "spearman": None},  # a constant prediction has no correlation
-    })}, warnings=["stsb: a warning"]),
+    })}, warnings=["a warning"]),
 }
 
 
@@ -57,3 +57,12 @@ def test_the_markdown_has_a_row_per_model_with_intervals_and_names_skipped_tasks
     assert "| 14.5M |" in student and "| 109.0M |" in teacher
     assert baseline.split(" | ")[-3] == "n/a"
     assert "rte skipped (data.missing_tasks: skip)" in text and "warning: stsb: a warning" in text
+
+
+def test_retention_is_withheld_when_a_tasks_report_withholds_it():
+    splits = {"dev": {**scored({"teacher": {"accuracy": 0.5}, "student": {"accuracy": 0.5}, "baseline": {"accuracy": 0.5}}),
+                      "retention": {"value": None, "note": "the teacher collapsed (it predicts `pos` for 24 of 24 rows)"}}}
+    table = glue_table({**REPORTS, "sst2": report(splits)})
+    assert table["average"]["student"] is not None and table["retention"] is None
+    assert table["retention_withheld"] == ["SST-2: the teacher collapsed (it predicts `pos` for 24 of 24 rows)"]
+    assert "Student average / teacher average: not given (not meaningful on SST-2: the teacher collapsed" in glue_markdown(table)

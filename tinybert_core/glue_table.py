@@ -8,7 +8,8 @@ MCC for CoLA, accuracy for the rest; MNLI as MNLI-m and MNLI-mm), the other GLUE
 beside it; rows for the teacher, the student and the majority-class / mean baseline, each cell with its
 bootstrap interval; "Avg" is the mean of the columns (the paper's average: MNLI's two splits count as two
 columns). A row's average is given only when every column has a value (an undefined correlation leaves it out).
-Retention is the student's average over the teacher's; parameters and speed-up come from each task's report.
+Retention is the student's average over the teacher's, withheld when a task's own report withholds its retention
+(a collapsed teacher, or one no better than the baseline); parameters and speed-up come from each task's report.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def glue_table(scores: dict[str, dict], timings: dict[str, dict] | None = None, 
     """The table as a dict: `columns` (task, split, metric, label), `rows` (per role: per column label the
     value, its interval and the other metric), `average` per role, `retention`, per-task `size` and `speedup`,
     and the `skipped` tasks with why. `scores` maps task -> its scores.json, `timings` task -> timings.json."""
-    columns, rows = [], {role: {} for role in ROLES}
+    columns, rows, withheld = [], {role: {} for role in ROLES}, []
     for task, report in scores.items():
         spec = get_task(task)
         metric = PAPER_METRIC.get(spec.name, "accuracy")
@@ -38,24 +39,29 @@ def glue_table(scores: dict[str, dict], timings: dict[str, dict] | None = None, 
         for split, scored in report["scores"]["splits"].items():
             label = SPLIT_LABELS.get(split, TASK_LABELS.get(spec.name, spec.name))
             columns.append({"task": task, "split": split, "metric": metric, "other_metrics": others, "label": label})
+            if scored.get("retention", {}).get("value") is None and scored.get("retention", {}).get("note"):
+                withheld.append(f"{label}: {scored['retention']['note']}")
             for role in ROLES:
                 entry = scored[role]
                 rows[role][label] = {
                     "value": entry["metrics"].get(metric),
                     "interval": (entry.get("intervals") or {}).get(metric),
                     "other": {m: entry["metrics"].get(m) for m in others},
+                    "flags": _flags(entry),
                 }
     average = {role: _mean([rows[role][c["label"]]["value"] for c in columns]) for role in ROLES}
     teacher, student = average["teacher"], average["student"]
-    retention = student / teacher if teacher and student is not None and teacher > 0 else None
+    # A ratio that one task's report withholds (a collapsed or baseline-level teacher) is not averaged in silently.
+    retention = student / teacher if teacher and student is not None and teacher > 0 and not withheld else None
     return {
         "columns": columns,
         "rows": rows,
         "average": average,
         "retention": retention,
+        "retention_withheld": withheld,
         "size": {task: report.get("size") for task, report in scores.items()},
         "speedup": {task: ((timings or {}).get(task) or {}).get("speed", {}).get("batch1", {}).get("speedup") for task in scores},
-        "warnings": [w for report in scores.values() for w in report["scores"]["warnings"]],
+        "warnings": [f"{task}: {w}" for task, report in scores.items() for w in report["scores"]["warnings"]],
         "skipped": skipped or {},
     }
 
@@ -80,8 +86,11 @@ def glue_markdown(table: dict) -> str:
         lines.append(f"| {role} | " + " | ".join(cells) + f" | {_pct(average)} | {params} | {speed} |")
     lines.append("")
     retention = table["retention"]
-    lines.append(f"Student average / teacher average: {'not defined' if retention is None else f'{100 * retention:.1f}%'}. "
-                 "Cells: dev score x100 [bootstrap interval]; a second number is the task's other GLUE metric. "
+    shown = f"{100 * retention:.1f}%" if retention is not None else "not given" + (
+        f" (not meaningful on {'; '.join(table['retention_withheld'])})" if table["retention_withheld"] else "")
+    lines.append(f"Student average / teacher average: {shown}. "
+                 "Cells: dev score x100 [bootstrap interval]; a second number is the task's other GLUE metric; "
+                 "(collapsed): constant predictions, (below baseline): not above the majority class / mean. "
                  "Speed-up: batch 1 on the evaluating machine.")
     for task, why in table["skipped"].items():
         lines.append(f"- {task} skipped (data.missing_tasks: skip): {'; '.join(why)}")
@@ -103,6 +112,12 @@ def flat_table_metrics(table: dict) -> dict[str, float]:
     return metrics
 
 
+def _flags(entry: dict) -> list[str]:
+    """What a task's report says of a model on a split: collapsed (constant predictions), below the baseline."""
+    flags = ["collapsed"] if entry.get("collapsed") else []
+    return flags + (["below baseline"] if entry.get("beats_baseline") is False else [])
+
+
 def _mean(values: list[Any]) -> float | None:
     return sum(values) / len(values) if values and all(_defined(v) for v in values) else None
 
@@ -120,4 +135,5 @@ def _cell(cell: dict) -> str:
     if cell["interval"]:
         text += f" [{_pct(cell['interval']['low'])}, {_pct(cell['interval']['high'])}]"
     others = [_pct(v) for v in cell["other"].values()]
-    return text + "".join(f" / {o}" for o in others)
+    flags = f" ({', '.join(cell['flags'])})" if cell["flags"] else ""
+    return text + "".join(f" / {o}" for o in others) + flags
