@@ -186,3 +186,12 @@ def fit_linear_head(model, train: Dataset, steps: int = 100) -> None:
         torch.nn.functional.cross_entropy(head(pooled), labels).backward()
         optimizer.step()
     model.classifier.load_state_dict(head.state_dict())
+
+
+def test_exports_in_threads_of_one_process_each_succeed(tmp_path):
+    """The pipeline exports several tasks side by side; torch.onnx.export keeps global state, so they take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        paths = list(pool.map(lambda i: export_onnx(tiny_classifier(i), tmp_path / f"{i}.onnx"), range(3)))
+    assert all(path.stat().st_size > 0 for path in paths)

@@ -40,7 +40,7 @@ from tinybert_core.checkpoint import CheckpointError, TrainingState, capture_rng
 from tinybert_core.distributed import Topology, barrier, gather_to_main, init_topology, process_seed, sum_across_processes
 from tinybert_core.objectives import INTERMEDIATE_MODES, DistillationObjective
 from tinybert_core.teacher_targets import CachedLogits, IntermediateCache, LiveTeacher, TeacherTargets
-from tinybert_core.rng import holds_global_rng
+from tinybert_core.threads import holds_global_rng
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from tinybert_core.families import (
     usable_positions,
     uses_token_types,
 )
-from tinybert_core.rng import GLOBAL_RNG
+from tinybert_core.threads import GLOBAL_RNG
 
 log = logging.getLogger(__name__)
 

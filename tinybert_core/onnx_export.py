@@ -21,6 +21,7 @@ since torch 2.9: when it goes, switch to `dynamo=True` with `dynamic_shapes` and
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tinybert_core.batching import inference_batches
 from tinybert_core.evaluation import predict_logits
 from tinybert_core.export import attention_implementation
+from tinybert_core.threads import holding
 from tinybert_core.speed import SpeedResult, interleaved_medians, random_batch
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -94,6 +96,9 @@ class ParityReport:
         return text
 
 
+# torch.onnx.export keeps its state in module globals (GLOBALS.in_onnx_export): two exports in threads of one
+# process (the pipeline exports several tasks side by side) trip over each other's, so they take turns.
+@holding(threading.Lock())
 def export_onnx(
     model: PreTrainedModel,
     out_path: str | Path,

@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only: pipelines run on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tinybert_core.rng import holding  # noqa: E402
+from tinybert_core.threads import holding  # noqa: E402
 
 # Train-log fields that are not losses; every other number in a record is plotted as a loss component.
 NOT_LOSSES = frozenset({"step", "epoch", "lr", "grad_norm"})

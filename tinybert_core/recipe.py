@@ -37,7 +37,7 @@ from tinybert_core.models import Head, StudentShape, build_student, load_model
 from tinybert_core.objectives import DistillationObjective
 from tinybert_core.teacher_cache import compute_teacher_logits, logit_cache
 from tinybert_core.vocabulary import VocabularyError
-from tinybert_core.rng import GLOBAL_RNG
+from tinybert_core.threads import GLOBAL_RNG
 
 log = logging.getLogger(__name__)
 
