@@ -51,12 +51,16 @@ def prefect_api(timeout: float | None = None) -> Iterator[str]:
 
 
 def _flush_logs() -> None:
-    from prefect.logging.handlers import APILogHandler
+    """Send the queued log lines and events while the server is still there (else each process's last words
+    are an "Error logging to API" once it is gone)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
-    try:
-        APILogHandler.flush()
-    except Exception:  # noqa: BLE001 - losing a log line at exit must not turn a finished stage into a failed one
-        pass
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=30)
+        except Exception:  # noqa: BLE001 - losing a log line at exit must not turn a finished stage into a failed one
+            pass
 
 
 @contextlib.contextmanager

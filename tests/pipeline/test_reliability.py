@@ -17,6 +17,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.stage import code_digest, stage_code_files
 from tasks.retries import IO_TASK, is_transient
+from tests.conftest import REPO_ROOT
 from tests.pipeline.conftest import make_project, run
 
 DVC = os.path.join(os.path.dirname(sys.executable), "dvc")
@@ -178,6 +179,28 @@ with prefect_api() as url:
     print(url, flush=True)
     time.sleep(600)
 """
+
+
+FLOW_THEN_EXIT = """
+from prefect import flow, get_run_logger
+from tasks.prefect_api import prefect_api
+
+@flow
+def said_last():
+    get_run_logger().info("the flow's last line")
+
+with prefect_api():
+    said_last()
+"""
+
+
+def test_a_flow_s_last_log_lines_reach_the_server_before_it_stops(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(tmp_path), PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run([sys.executable, "-c", FLOW_THEN_EXIT], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the flow's last line" in result.stdout + result.stderr
+    assert "Error logging to API" not in result.stdout + result.stderr
 
 
 def test_a_killed_flow_process_leaves_no_prefect_server_behind(fresh_project):
