@@ -42,7 +42,7 @@ class Stage:
         return scratch_root(self.name, self.task) / config_digest(self.logged, sorted(upstream_runs(self.upstream).items()), code)
 
     def publish(self, file: str, destination: Path) -> None:
-        """Also put `file` of the output at `destination` once the stage succeeded (metrics other stages read)."""
+        """Move `file` of the output to `destination` once the stage succeeded (metrics other stages read)."""
         self.published.append((file, destination))
 
 
@@ -124,11 +124,10 @@ def stage(
 
 
 def _publish(source: Path, destination: Path) -> None:
-    """Copy a file into place in one rename, so a reader sees the old file or the new one, never half of one."""
+    """Move a file of the output into place in one rename (outputs/ is one filesystem), so a reader sees the old
+    file or the new one, never half of one; it is DVC's output there, not in the stage's folder."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
-    shutil.copyfile(source, partial)
-    partial.replace(destination)
+    source.replace(destination)
 
 
 def _replace(staging: Path, final_dir: Path) -> None:

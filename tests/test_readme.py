@@ -2,7 +2,7 @@
 
 import re
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SHARED_DATA
 
 
 def readme_commands() -> list[str]:
@@ -65,3 +65,26 @@ def test_the_prefect_commands_point_at_the_server_before_using_it():
     commands = section_commands("Prefect: deployments on GPU workers")
     api = commands.index("prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api")
     assert commands.index("prefect server start") < api < commands.index("prefect work-pool create gpu --type process")
+
+
+def test_the_cpu_glue_command_sets_valid_settings_for_every_task(tmp_path):
+    """README's one-command GLUE run, checked as params validation sees it (without running it)."""
+    import json
+    import shlex
+
+    from flows.arguments import parse_value
+    from tasks.params import TASK_SETTINGS, load_params
+
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("### Real GLUE tasks", 1)[1].split("\n### ", 1)[0]
+    block = re.findall(r"```bash\n(.*?)```", section, re.S)[1]
+    cap = json.loads(re.search(r"CAP='(\{.*?\})'", block).group(1))
+    assert list(cap) == list(TASK_SETTINGS)
+    words = shlex.split(block.split("\n", 1)[1].replace("$CAP", json.dumps(cap)).replace("\\\n", " "))
+    overrides = dict(words[i + 1].split("=", 1) for i, word in enumerate(words) if word == "--set")
+    overrides = {key: parse_value(value) for key, value in overrides.items()}
+    assert overrides["data.glue_dir"] == "../shared/data/glue"
+    overrides["data.glue_dir"] = str(SHARED_DATA / "glue")  # README's path is relative to the checkout
+    params = load_params(REPO_ROOT / "params.yaml", overrides)
+    assert params["tasks"] == ["sst2", "mrpc", "cola", "stsb"]
+    assert load_params(REPO_ROOT / "params.yaml", overrides, task="mrpc")["data"]["max_train_examples"] == 1000
