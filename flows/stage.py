@@ -14,7 +14,10 @@ from typing import Any, Iterator
 import datasets
 import yaml
 
-from tasks.params import PROJECT_ROOT, RUNS, SHARED_STAGES, config_digest, dvc_stage_name, load_params, only_task, stage_output
+from tasks.params import (
+    PARAMS_FILE, PROJECT_ROOT, RUNS, SHARED_STAGES, config_digest, dvc_stage_name, for_task, load_params, only_task,
+    stage_output,
+)
 from tasks.tracking import record_run, stage_run, upstream_runs
 
 SHARED_SECTIONS = ("task", "seed", "data", "models")  # `task` only in a per-task stage's params
@@ -91,10 +94,10 @@ def stage(
     rename. A failed stage leaves the old output as it was (under `dvc repro`, DVC itself clears outputs before a
     stage starts; `dvc checkout <stage>` restores the last recorded ones).
     """
-    if name not in SHARED_STAGES and task is None:
-        task = only_task(load_params(params_file, overrides, validate=False))
-    task = None if name in SHARED_STAGES else task
-    params = load_params(params_file, overrides, task=task)  # raises ParamsError before anything is written
+    params = load_params(params_file, overrides)  # raises ParamsError before anything is written
+    task = None if name in SHARED_STAGES else task or only_task(params, params_file or PARAMS_FILE)
+    if task is not None:
+        params = for_task(params, task, params_file or PARAMS_FILE)
     # `datasets` would otherwise write map() caches into upstream stages' output folders, changing their
     # DVC hashes after the fact.
     datasets.disable_caching()

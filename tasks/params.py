@@ -34,17 +34,17 @@ _TRAIN_KEYS = {"epochs": "num_epochs"}
 
 
 # A task_settings entry's keys and the section values each replaces for that task (null: keep the section's).
-TASK_SETTINGS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "max_train_examples": (("data", "max_train_examples"),),
-    "max_dev_examples": (("data", "max_dev_examples"),),
-    "max_seq_length": (("data", "max_seq_length"),),
-    "finetuned_teacher": (("models", "finetuned_teacher"),),
-    "label_mapping": (("models", "label_mapping"),),
-    "teacher_epochs": (("finetune_teacher", "epochs"),),
-    "n_aug": (("augment", "n_aug"),),
-    "stage1_epochs": (("task_distill", "stage1", "epochs"),),
-    "stage2_epochs": (("task_distill", "stage2", "epochs"),),
-    "batch_size": (("task_distill", "stage1", "batch_size"), ("task_distill", "stage2", "batch_size")),
+TASK_SETTINGS: dict[str, tuple[str, ...]] = {
+    "max_train_examples": ("data.max_train_examples",),
+    "max_dev_examples": ("data.max_dev_examples",),
+    "max_seq_length": ("data.max_seq_length",),
+    "finetuned_teacher": ("models.finetuned_teacher",),
+    "label_mapping": ("models.label_mapping",),
+    "teacher_epochs": ("finetune_teacher.epochs",),
+    "n_aug": ("augment.n_aug",),
+    "stage1_epochs": ("task_distill.stage1.epochs",),
+    "stage2_epochs": ("task_distill.stage2.epochs",),
+    "batch_size": ("task_distill.stage1.batch_size", "task_distill.stage2.batch_size"),
 }
 
 
@@ -79,13 +79,9 @@ def for_task(params: dict[str, Any], task: str, path: Path | str = PARAMS_FILE) 
     params = copy.deepcopy(params)
     params["task"] = task
     for key, value in (params["task_settings"].get(task) or {}).items():
-        if value is None:
-            continue
-        for *sections, leaf in TASK_SETTINGS[key]:
-            target = params
-            for section in sections:
-                target = target[section]
-            target[leaf] = value
+        if value is not None:
+            for dotted in TASK_SETTINGS[key]:
+                set_dotted(params, dotted, value, path)
     return params
 
 

@@ -193,9 +193,9 @@ def schema_problems(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = 
     return problems
 
 
-def _field(path: tuple[str, ...]) -> Field:
+def _field(dotted: str) -> Field:
     spec: Any = SCHEMA
-    for key in path:
+    for key in dotted.split("."):
         spec = spec[key]
     return spec
 
@@ -225,7 +225,7 @@ def task_settings_problems(params: dict[str, Any]) -> list[str]:
         for key, targets in TASK_SETTINGS.items():
             dotted = f"task_settings.{name}.{key}"
             if key not in entry:
-                problems.append(f"{dotted}: missing (null: the value of {'.'.join(targets[0])})")
+                problems.append(f"{dotted}: missing (null: the value of {targets[0]})")
             elif entry[key] is not None and (wrong := _field(targets[0]).check(entry[key])) is not None:
                 problems.append(f"{dotted}: {wrong}")
     return problems
