@@ -7,6 +7,7 @@ import yaml
 
 from tasks.params import PARAMS_FILE, load_params, train_config
 from tasks.validation import ParamsError
+from tests.conftest import SHARED_DATA
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_every_listed_task_needs_a_whole_settings_entry(params_file):
 
 
 def test_a_tasks_settings_replace_the_sections_values_for_that_task_only(params_file):
-    glue = {"data.glue_dir": "../shared/data/glue", "tasks": ["sst2", "mrpc"], "task_settings.mrpc.max_train_examples": 50}
+    glue = {"data.glue_dir": str(SHARED_DATA / "glue"), "tasks": ["sst2", "mrpc"], "task_settings.mrpc.max_train_examples": 50}
     sst2, mrpc = (load_params(params_file, glue, task=name) for name in ("sst2", "mrpc"))
     assert (sst2["task"], mrpc["task"]) == ("sst2", "mrpc")
     assert sst2["data"]["max_train_examples"] is None and mrpc["data"]["max_train_examples"] == 50
