@@ -151,7 +151,9 @@ SCHEMA: dict[str, Any] = {
     "task_distill": {
         "temperature": POSITIVE_FLOAT,
         "teacher_precision": Field(_choice("auto", "bf16", "fp32")),
-        "stage1": {"enabled": FLAG, "teacher_cache_mb": Field(_number(float, 0)), **TRAINING},
+        "stage1": {
+            "enabled": FLAG, "teacher_cache_mb": Field(_number(float, 0)), "schedule": Field(_choice("linear", "constant")), **TRAINING,
+        },
         "stage2": {**TRAINING, "eval_every": EVAL_EVERY},
         "general_student": FLAG,
     },

@@ -82,6 +82,16 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
     assert lrs[4:] == sorted(lrs[4:], reverse=True) and lrs[-1] == pytest.approx(1 / 8)
 
 
+def test_constant_schedule_keeps_the_rate_from_first_step_to_last(tmp_path):
+    objective = objective_for("task_intermediate", make_student(), make_teacher().eval())
+    config = TrainConfig(num_epochs=2, batch_size=8, learning_rate=1e-3, warmup_proportion=0.5, schedule="constant", save_every=0)
+    result = train(objective, make_dataset(), config, tmp_path, teacher=make_teacher().eval())
+    lrs = [json.loads(line)["lr"] for line in result.log_path.read_text().splitlines()]
+    assert lrs == [1e-3] * 12 and result.state.schedule["kind"] == "constant"
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="cosine")
+
+
 class Interrupt(Exception):
     pass
 

@@ -48,6 +48,9 @@ MetricsCallback = Callable[[dict[str, float], int], None]  # (metrics, step); wi
 EvalFunction = Callable[[PreTrainedModel], dict[str, float]]
 
 
+SCHEDULES = ("linear", "constant")
+
+
 @dataclass
 class TrainConfig:
     num_epochs: float = 3.0
@@ -57,6 +60,9 @@ class TrainConfig:
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup_proportion: float = 0.1
+    # "linear": warmup, then linear decay to 0 (BERT's fine-tuning schedule); "constant": the rate from the first
+    # step to the last, no warmup (the reference code's task stage 1, BertAdam's schedule "none").
+    schedule: str = "linear"
     max_grad_norm: float = 1.0
     seed: int = 42
     bucket_by_length: bool = True
@@ -76,6 +82,10 @@ class TrainConfig:
     save_every: int = 200  # optimizer steps between checkpoints; the final state is always saved
     keep_checkpoints: int = 2
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
 @dataclass
@@ -165,8 +175,9 @@ def train(
     micro_batches_per_epoch = len(sampler.global_batches())
     steps_per_epoch = math.ceil(micro_batches_per_epoch / accumulation)
     total_steps = config.max_steps or math.ceil(config.num_epochs * steps_per_epoch)
-    warmup_steps = int(config.warmup_proportion * total_steps)
-    schedule = {"kind": "linear", "warmup_steps": warmup_steps, "total_steps": total_steps}
+    constant = config.schedule == "constant"
+    warmup_steps = 0 if constant else int(config.warmup_proportion * total_steps)
+    schedule = {"kind": config.schedule, "warmup_steps": warmup_steps, "total_steps": total_steps}
 
     state = TrainingState(schedule=schedule, config={"mode": objective.mode, **asdict(config)})
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -221,7 +232,7 @@ def train(
                 continue
 
             # One optimizer step.
-            lr = config.learning_rate * linear_schedule(state.step, warmup_steps, total_steps)
+            lr = config.learning_rate * (1.0 if constant else linear_schedule(state.step, warmup_steps, total_steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
