@@ -99,7 +99,7 @@ class Profile:
     n_aug: int
     stage1_epochs: float
     stage2_epochs: float
-    stage1_schedule: str = "linear"  # the pipeline's default (params.yaml task_distill.stage1.schedule)
+    stage1_schedule: str = "linear"  # the student row's; the "other stage-1 schedule" row runs the other one
     teacher_cache_mb: float = 4096  # stage 1 reuses the teacher's targets after the first epoch when they fit
     ablations: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # task -> variant names
 

@@ -32,6 +32,7 @@ def test_the_projects_own_params_are_valid():
         ({"task_distill.stage2.learning_rate": 0}, "task_distill.stage2.learning_rate: must be > 0, got 0"),
         ({"augment.p_t": 1.5}, "augment.p_t: must be <= 1"),
         ({"augment.task_runner": "celery"}, "augment.task_runner: must be one of"),
+        ({"task_distill.stage1.schedule": "cosine"}, "task_distill.stage1.schedule: must be one of ['linear', 'constant']"),
         ({"tasks": ["sst3"]}, "tasks: unknown task 'sst3'"),
         ({"tasks": ["sst2"]}, "data.glue_dir: task 'sst2' needs a classic glue_data folder"),
         ({"tasks": ["polarity", "polarity"]}, "tasks: lists polarity more than once"),
