@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from tinybert_core.augment import AugmentConfig, build_augmenter
-from tinybert_core.bootstrap import paired_difference
-from tinybert_core.comparison import score_split
+from tinybert_core.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, paired_difference
+from tinybert_core.comparison import score_split, scores_summary
 from tinybert_core.corpus import prepare_corpus
-from tinybert_core.distiller import TrainConfig
+from tinybert_core.distiller import SCHEDULES, TrainConfig
 from tinybert_core.evaluation import predict_logits
 from tinybert_core.general_student import save_projections
 from tinybert_core.glue_data import load_glue_split
@@ -107,8 +107,9 @@ class Profile:
 
 
 PROFILES = {
-    # On 2 cores each ablation row costs 4-8 minutes per task, so each runs where it matters most: the schedule
-    # and W_e/W_h on the largest dev set, pair length on the pair task with the longest pairs.
+    # On 2 cores a distilled row costs 3 to 11 minutes per task (177-666 s measured), so each ablation runs where
+    # it matters most: the schedule and W_e/W_h on the largest dev set, pair length on the pair task with the
+    # longest pairs (MRPC: 53 tokens on average, 20% over 64; STS-B: 28, 3%).
     "cpu": Profile(train_examples={"sst2": 4000}, corpus_sequences=None, general_epochs=2, teacher_epochs=3,
                    n_aug=2, stage1_epochs=2, stage2_epochs=2, teacher_cache_mb=8000,
                    ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h"), "mrpc": ("pairs at 64 tokens",)}),
@@ -123,8 +124,28 @@ PROFILES = {
 OVERRIDES = {  # profile values settable from the command line, with their parsers
     "corpus_sequences": lambda text: None if text == "all" else int(text),
     "general_epochs": float, "teacher_epochs": float, "n_aug": int, "stage1_epochs": float, "stage2_epochs": float,
-    "stage1_schedule": str, "teacher_cache_mb": float,
+    "stage1_schedule": lambda text: _one_of(text, SCHEDULES), "teacher_cache_mb": float,
 }
+
+
+def _one_of(text: str, allowed: tuple[str, ...]) -> str:
+    if text not in allowed:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}")
+    return text
+
+
+def _per_task(parser, flag: str, items: list[str], parse) -> dict:
+    """TASK=VALUE command-line items as {task: parse(VALUE)}; a malformed item or unknown task is a usage error."""
+    out = {}
+    for item in items:
+        task, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"{flag} {item!r}: expected TASK=VALUE")
+        try:
+            out[get_task(task).name] = parse(value)
+        except ValueError as error:
+            parser.error(f"{flag} {item!r}: {error}")
+    return out
 
 
 def train_config(epochs: float, learning_rate: float, seed: int, **more) -> TrainConfig:
@@ -161,7 +182,9 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
     raw_train = load_glue_split(task, args.glue_dir, "train", limit=profile.train_examples.get(name))
     raw_dev = load_glue_split(task, args.glue_dir, task.dev_splits[0])
     raw_augmented = timed("augment_s", augmenter.augment_dataset, raw_train)
-    lengths = sorted({task.max_seq_length} | {v.pair_length for v in ABLATIONS if v.pair_length and pairs})
+    chosen = profile.ablations.get(name, ())
+    variants = [STUDENT_VARIANT, *(v for v in ABLATIONS if v.name in chosen and v.applies_to(pairs))]
+    lengths = sorted({v.pair_length or task.max_seq_length for v in variants})
     encoded = {
         length: {split: encode_task(data, tokenizer, task, length)
                  for split, data in (("train", raw_train), ("dev", raw_dev), ("augmented", raw_augmented))}
@@ -177,13 +200,12 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
     teacher = timed("teacher_s", finetune_teacher, TEACHER, task, own["train"], None, teacher_config, work / "teacher").student
     logits = {"teacher": dev_logits(teacher, task.max_seq_length)}
 
-    schedules = {False: profile.stage1_schedule, True: "constant" if profile.stage1_schedule == "linear" else "linear"}
+    other_schedule = {"linear": "constant", "constant": "linear"}[profile.stage1_schedule]
     stage2 = train_config(profile.stage2_epochs, 3e-4, args.seed)
-    for variant in (STUDENT_VARIANT, *ABLATIONS):
-        if variant is not STUDENT_VARIANT and (variant.name not in profile.ablations.get(name, ()) or not variant.applies_to(pairs)):
-            continue
+    for variant in variants:
         length = variant.pair_length or task.max_seq_length
-        stage1 = train_config(profile.stage1_epochs, 1e-3, args.seed, schedule=schedules[variant.other_schedule],
+        schedule = other_schedule if variant.other_schedule else profile.stage1_schedule
+        stage1 = train_config(profile.stage1_epochs, 1e-3, args.seed, schedule=schedule,
                               teacher_cache_mb=profile.teacher_cache_mb)
         student = student_for_task(task, teacher, general, STUDENT, args.seed)
         projections = projections_for_task(general, student, teacher) if variant.carry_projections else None
@@ -223,8 +245,7 @@ def summarise(task, logits: dict[str, np.ndarray], labels: np.ndarray, train_lab
         "retention_interval": scored["retention"]["interval"],
         "gain_retention": scored["gain_retention"]["value"],
         "teacher_beats_baseline": scored["teacher"]["beats_baseline"],
-        "flags": {role: [k for k in ("collapsed",) if scored[role]["collapsed"]]
-                  + ([] if scored[role]["beats_baseline"] else ["below_baseline"]) for role in ("teacher", "student")},
+        "flags": scores_summary({"dev": scored}, DEFAULT_RESAMPLES, 0, DEFAULT_CONFIDENCE)["flags"],
         "intervals": {role: {k: 100 * v for k, v in scored[role]["intervals"][SCORE].items()}
                       for role in ("teacher", "student") if scored[role]["intervals"][SCORE]},
         "ablations": ablations,
@@ -295,10 +316,14 @@ def main() -> None:
     profile = dataclasses.replace(PROFILES[args.profile], **{
         name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None
     })
+    try:
+        args.tasks = [get_task(name).name for name in args.tasks]
+    except ValueError as error:
+        parser.error(f"--tasks: {error}")
     if args.train_examples:
-        profile.train_examples = {task: int(n) for task, n in (item.split("=") for item in args.train_examples)}
+        profile.train_examples = _per_task(parser, "--train-examples", args.train_examples, int)
     if args.ablations:
-        profile.ablations = {task: tuple(rows.split(",")) for task, rows in (item.split("=") for item in args.ablations)}
+        profile.ablations = _per_task(parser, "--ablations", args.ablations, lambda rows: tuple(rows.split(",")))
     unknown = sorted({row for rows in profile.ablations.values() for row in rows} - set(ALL_ABLATIONS))
     if unknown:
         parser.error(f"unknown ablation rows {unknown}; known: {', '.join(ALL_ABLATIONS)}")
