@@ -14,8 +14,12 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
   bootstrap interval, and the same student shape trained on the labels alone ("no distillation");
 - one row per choice where we differ from, or choose within, the reference code: task stage 1 with the other
   learning-rate schedule (warmup + decay against the reference's constant rate); stage 1 with fresh W_e/W_h
-  instead of general distillation's; for sentence pairs, 64 tokens instead of 128. Each row's difference from
-  the student is marked * where its paired bootstrap interval excludes 0;
+  instead of general distillation's; for sentence pairs, 64 tokens instead of 128, and augmented copies that
+  change both texts at once instead of one (the reference's). Each row's difference from the student is marked
+  * where its paired bootstrap interval excludes 0;
+- how often the teacher keeps its prediction on an augmented copy (classification; the mean change of its
+  score for STS-B), against its prediction on the copy's original row: copies that flip the label teach the
+  student the wrong relation;
 - wall times of teacher fine-tuning, each distillation and evaluation.
 
 Profiles: "cpu" fits about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped);
@@ -26,6 +30,7 @@ from the command line (`--help`).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -50,6 +55,7 @@ from tinybert_core.models import StudentShape, load_tokenizer
 from tinybert_core.recipe import (
     encode_task, finetune, finetune_teacher, general_distill, projections_for_task, student_for_task, task_distill,
 )
+from tinybert_core.teacher_cache import logit_cache
 
 from table import print_table
 
@@ -76,9 +82,10 @@ class Variant:
     carry_projections: bool = True
     other_schedule: bool = False
     pair_length: int | None = None  # tokens for sentence pairs; None: the task's own (128)
+    pair_sides: str = "one"  # texts of a pair that one augmented copy changes (AugmentConfig.pair_sides)
 
     def applies_to(self, pairs: bool) -> bool:
-        return self.pair_length is None or pairs
+        return pairs or (self.pair_length is None and self.pair_sides == "one")  # the pair rows need pairs
 
 
 STUDENT_VARIANT = Variant("student")
@@ -86,6 +93,7 @@ ABLATIONS = (
     Variant("other stage-1 schedule", other_schedule=True),
     Variant("fresh W_e/W_h", carry_projections=False),
     Variant("pairs at 64 tokens", pair_length=64),
+    Variant("pairs changed on both sides", pair_sides="both"),
 )
 ALL_ABLATIONS = tuple(variant.name for variant in ABLATIONS)
 
@@ -99,20 +107,20 @@ class Profile:
     n_aug: int
     stage1_epochs: float
     stage2_epochs: float
-    # The student row's; the "other stage-1 schedule" row runs the other. "linear", as in the run committed in
-    # results/quality_cpu.json, which made "constant" the pipeline's default; `--stage1-schedule constant` swaps them.
-    stage1_schedule: str = "linear"
+    # The student row's, the pipeline's default; the "other stage-1 schedule" row runs the other.
+    stage1_schedule: str = "constant"
     teacher_cache_mb: float = 4096  # stage 1 reuses the teacher's targets after the first epoch when they fit
     ablations: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # task -> variant names
 
 
 PROFILES = {
     # On 2 cores a distilled row costs 3 to 11 minutes per task (177-666 s measured), so each ablation runs where
-    # it matters most: the schedule and W_e/W_h on the largest dev set, pair length on the pair task with the
-    # longest pairs (MRPC: 53 tokens on average, 20% over 64; STS-B: 28, 3%).
+    # it matters most: the schedule and W_e/W_h on the largest dev set, the pair rows on the pair task with the
+    # longest pairs (MRPC: 53 tokens on average, 20% over 64; STS-B: 28, 3%) and the only one below its baseline.
     "cpu": Profile(train_examples={"sst2": 4000}, corpus_sequences=None, general_epochs=2, teacher_epochs=3,
                    n_aug=2, stage1_epochs=2, stage2_epochs=2, teacher_cache_mb=8000,
-                   ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h"), "mrpc": ("pairs at 64 tokens",)}),
+                   ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h"),
+                              "mrpc": ("pairs at 64 tokens", "pairs changed on both sides")}),
     # Sized, not yet measured (no GPU lent so far), from about 15 ms per step of 32 rows for these small models on
     # one H200: about 35k steps in 10 minutes. Whole training sets; SST-2's 67k rows bound the copies and epochs.
     "gpu": Profile(train_examples={}, corpus_sequences=None, general_epochs=10, teacher_epochs=3,
@@ -181,13 +189,16 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
 
     raw_train = load_glue_split(task, args.glue_dir, "train", limit=profile.train_examples.get(name))
     raw_dev = load_glue_split(task, args.glue_dir, task.dev_splits[0])
-    raw_augmented = timed("augment_s", augmenter.augment_dataset, raw_train)
     chosen = profile.ablations.get(name, ())
     variants = [STUDENT_VARIANT, *(v for v in ABLATIONS if v.name in chosen and v.applies_to(pairs))]
+    raw_augmented = {
+        sides: timed("augment_s", augmenter_for(augmenter, sides).augment_dataset, raw_train)
+        for sides in dict.fromkeys(v.pair_sides for v in variants)
+    }
     lengths = sorted({v.pair_length or task.max_seq_length for v in variants})
     encoded = {
-        length: {split: encode_task(data, tokenizer, task, length)
-                 for split, data in (("train", raw_train), ("dev", raw_dev), ("augmented", raw_augmented))}
+        length: {split: encode_task(data, tokenizer, task, length) for split, data in (("train", raw_train), ("dev", raw_dev))}
+        | {("augmented", sides): encode_task(data, tokenizer, task, length) for sides, data in raw_augmented.items()}
         for length in lengths
     }
     own = encoded[task.max_seq_length]
@@ -202,17 +213,23 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
 
     other_schedule = {"linear": "constant", "constant": "linear"}[profile.stage1_schedule]
     stage2 = train_config(profile.stage2_epochs, 3e-4, args.seed)
+    augmented_teacher = {}
     for variant in variants:
         length = variant.pair_length or task.max_seq_length
+        augmented = encoded[length]["augmented", variant.pair_sides]
         schedule = other_schedule if variant.other_schedule else profile.stage1_schedule
         stage1 = train_config(profile.stage1_epochs, 1e-3, args.seed, schedule=schedule,
                               teacher_cache_mb=profile.teacher_cache_mb)
         student = student_for_task(task, teacher, general, STUDENT, args.seed)
         projections = projections_for_task(general, student, teacher) if variant.carry_projections else None
-        timed(f"{variant.name}_s", task_distill, teacher, student, task, encoded[length]["augmented"], None, stage1,
+        cache = work / f"teacher_logits_{length}_{variant.pair_sides}"
+        timed(f"{variant.name}_s", task_distill, teacher, student, task, augmented, None, stage1,
               stage2, work / variant.name.replace(" ", "_").replace("/", ""), projections=projections,
-              logit_cache_dir=work / f"teacher_logits_{length}")
+              logit_cache_dir=cache)
         logits[variant.name] = dev_logits(student, length)
+        if length == task.max_seq_length and variant.pair_sides not in augmented_teacher:
+            cached = logit_cache(cache, teacher, augmented, stage2.teacher_precision).numpy()  # built by task_distill
+            augmented_teacher[variant.pair_sides] = teacher_on_copies(task, cached, raw_augmented[variant.pair_sides]["source_idx"])
 
     # The same student shape trained on the labels alone, from scratch, for as many epochs as both stages.
     plain = student_for_task(task, teacher, None, STUDENT, args.seed)
@@ -221,9 +238,36 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
     logits["no distillation"] = dev_logits(plain, task.max_seq_length)
 
     return summarise(task, logits, labels, np.asarray(own["train"]["labels"]), args.seed) | {
-        "train_examples": len(raw_train), "augmented_examples": len(raw_augmented), "dev_examples": len(labels),
-        "times_s": times,
+        "train_examples": len(raw_train), "augmented_examples": len(raw_augmented["one"]), "dev_examples": len(labels),
+        "augmented_teacher": augmented_teacher, "times_s": times,
     }
+
+
+def augmenter_for(augmenter, pair_sides: str):
+    """`augmenter` with another `pair_sides`, sharing its loaded word vectors and masked LM."""
+    if pair_sides == augmenter.config.pair_sides:
+        return augmenter
+    other = copy.copy(augmenter)
+    other.config = dataclasses.replace(augmenter.config, pair_sides=pair_sides)
+    return other
+
+
+def teacher_on_copies(task, logits: np.ndarray, source_idx) -> dict:
+    """What the teacher makes of the augmented copies against each copy's original row (the first row of its
+    source): the fraction where its predicted class stays the same, or for regression the mean |change| of its
+    score (label units)."""
+    source = np.asarray(source_idx)
+    first = np.r_[True, source[1:] != source[:-1]]
+    original = np.maximum.accumulate(np.where(first, np.arange(len(source)), 0))
+    copies = ~first
+    if task.is_regression:
+        change = np.abs(logits[copies, 0] - logits[original[copies], 0])
+        return {"copies": int(copies.sum()), "mean_abs_score_change": round(float(change.mean()), 4)}
+    kept = logits[copies].argmax(-1) == logits[original[copies]].argmax(-1)
+    originals = np.bincount(logits[first].argmax(-1), minlength=logits.shape[1]) / first.sum()
+    on_copies = np.bincount(logits[copies].argmax(-1), minlength=logits.shape[1]) / copies.sum()
+    return {"copies": int(copies.sum()), "kept_prediction": round(float(kept.mean()), 4),
+            "predicted_classes_originals": originals.round(4).tolist(), "predicted_classes_copies": on_copies.round(4).tolist()}
 
 
 def summarise(task, logits: dict[str, np.ndarray], labels: np.ndarray, train_labels: np.ndarray, seed: int) -> dict:

@@ -70,7 +70,9 @@ def _augmenter(config: AugmentConfig, vectors: str | None, vectors_limit: int | 
 
 
 def augment_config(section: dict[str, Any], seed: int) -> AugmentConfig:
-    return AugmentConfig(p_t=section["p_t"], n_aug=section["n_aug"], k=section["k"], seed=seed)
+    return AugmentConfig(
+        p_t=section["p_t"], n_aug=section["n_aug"], k=section["k"], seed=seed, pair_sides=section["pair_sides"]
+    )
 
 
 @task(**IO_TASK)

@@ -142,6 +142,7 @@ SCHEMA: dict[str, Any] = {
         "p_t": FRACTION,
         "n_aug": Field(_number(int, 0)),
         "k": POSITIVE_INT,
+        "pair_sides": Field(_choice("one", "both")),
         "masked_lm": Field(_of_type(str, "a model folder or hub id"), optional=True),
         "word_vectors": Field(_of_type(str, "a vector file path"), optional=True),
         "word_vectors_limit": Field(_number(int, 1), optional=True),

@@ -113,10 +113,13 @@ def test_pairs_stay_aligned_with_their_source(
         source = sources[row["source_idx"]]
         assert (row["label"], row["note"]) == (source["label"], source["note"])
         # Each text is its own source's text with some of its words swapped for their candidates.
+        sides = 0
         for column in changed:
             swaps = changed_words(source[column], row[column])
             assert all(new in options[source[column], word] for word, new in swaps)
             changed[column] += bool(swaps)
+            sides += bool(swaps)
+        assert sides <= 1  # by default a new sample changes one text of the pair and keeps the other
         assert (row["text_a"], row["text_b"]) not in seen[row["source_idx"]]
         seen[row["source_idx"]].add((row["text_a"], row["text_b"]))
     firsts = [
@@ -127,7 +130,33 @@ def test_pairs_stay_aligned_with_their_source(
     ]
     assert [row["source_idx"] for row in firsts] == list(dataset["idx"])  # one original row per source ...
     assert all(out[row["idx"] - 1]["source_idx"] != row["source_idx"] for row in firsts if row["idx"])  # ... first
-    assert changed["text_a"] > 50 and changed["text_b"] > 50  # both columns are perturbed
+    assert changed["text_a"] > 40 and changed["text_b"] > 40  # both columns are perturbed, in different rows
+
+
+def test_pair_sides_both_changes_both_texts_and_single_texts_do_not_depend_on_it(
+    word_vectors: KeyedVectors,
+    mrpc_pairs: list[tuple[str, str]],
+    sst2_sentences: list[str],
+    make_dataset: Callable[..., Dataset],
+) -> None:
+    pairs = make_dataset([a for a, _ in mrpc_pairs[:20]], [b for _, b in mrpc_pairs[:20]])
+    singles = make_dataset(sst2_sentences[:20])
+    out = {}
+    for sides in ("one", "both"):
+        augmenter = Augmenter(AugmentConfig(n_aug=6, pair_sides=sides), word_vectors=word_vectors)
+        out[sides] = augmenter.augment_dataset(pairs, progress=False), augmenter.augment_dataset(singles, progress=False)
+    sources = {row["idx"]: row for row in pairs}
+
+    def sides_changed(row: dict) -> int:
+        source = sources[row["source_idx"]]
+        return (row["text_a"] != source["text_a"]) + (row["text_b"] != source["text_b"])
+
+    both_rows = [sides_changed(row) for row in out["both"][0]]
+    assert both_rows.count(2) > len(both_rows) / 2  # independent draws over both texts mostly change both
+    assert max(sides_changed(row) for row in out["one"][0]) == 1
+    assert out["one"][1]["text_a"] == out["both"][1]["text_a"]  # one text: the same draws, the same rows
+    with pytest.raises(ValueError, match="pair_sides must be one of one, both, got 'all'"):
+        AugmentConfig(pair_sides="all")
 
 
 def test_same_seed_same_rows_and_another_seed_other_rows(

@@ -34,6 +34,7 @@ from tinybert_core.augment.words import Word, is_candidate_word, match_case, spl
 log = logging.getLogger(__name__)
 
 CandidateSource = Literal["mlm", "vectors", "none"]
+PAIR_SIDES = ("one", "both")  # how many texts of a sentence pair one new sample changes (see `sampling`)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class AugmentConfig:
     device: str = "cpu"  # where the masked LM runs
     mlm_dtype: str = "float32"  # "bfloat16": faster on AMX CPUs and GPUs; invariant to sharding, not batch size
     text_columns: tuple[str, ...] = ("text_a", "text_b")  # augmented where the dataset has them
+    pair_sides: str = "one"  # "one": each new sample of a pair changes one text (the reference); "both": both at once
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_t <= 1.0:
@@ -64,6 +66,8 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.pair_sides not in PAIR_SIDES:
+            raise ValueError(f"pair_sides must be one of {', '.join(PAIR_SIDES)}, got {self.pair_sides!r}")
         if self.mlm_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"mlm_dtype must be float32, bfloat16 or float16, got {self.mlm_dtype!r}")
 
@@ -190,7 +194,7 @@ class Augmenter:
             ]
             variants = sample_variants(
                 own_texts, slots, p_t=c.p_t, n_aug=c.n_aug, max_tries=c.n_aug * c.max_tries_factor,
-                rng=example_rng(c.seed, source_idx),
+                rng=example_rng(c.seed, source_idx), one_text=c.pair_sides == "one",
             )  # fmt: skip
             for variant in [tuple(own_texts), *variants]:
                 for name, values in batch.items():
