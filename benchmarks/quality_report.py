@@ -238,7 +238,7 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
     logits["no distillation"] = dev_logits(plain, task.max_seq_length)
 
     return summarise(task, logits, labels, np.asarray(own["train"]["labels"]), args.seed) | {
-        "train_examples": len(raw_train), "augmented_examples": len(raw_augmented["one"]), "dev_examples": len(labels),
+        "train_examples": len(raw_train), "augmented_examples": len(raw_augmented[STUDENT_VARIANT.pair_sides]), "dev_examples": len(labels),
         "augmented_teacher": augmented_teacher, "times_s": times,
     }
 

@@ -106,10 +106,8 @@ def load_table(
     if suffix in (".csv", ".tsv"):
         tsv = suffix == ".tsv"
         rows = _csv_rows(path, "\t" if tsv else ",", csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, encoding)
-        first = next(rows, None)
-        if first is None:
-            raise DataFormatError(f"{path}: file has no header row")
-        available, records = first[1], _csv_records(path, rows, first[1])
+        available = _csv_header(path, rows)
+        records = _csv_records(path, rows, available)
     elif suffix in (".json", ".jsonl"):
         records = _json_records(path, encoding)
         first = next(records, None)
@@ -150,10 +148,7 @@ def load_rotten_tomatoes(path: Path | None = None, task: str | TaskSpec = "polar
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     rows = _csv_rows(path, ",", csv.QUOTE_MINIMAL, "utf-8")
-    first = next(rows, None)
-    if first is None:
-        raise DataFormatError(f"{path}: file has no header row")
-    header = first[1]
+    header = _csv_header(path, rows)
     fields = _require_fields(path, header, ("text", "source"), "label")
     sentences = (
         (line, {**record, "text": record["text"].translate(_CP1252_FROM_C1)})
@@ -258,6 +253,14 @@ def _csv_rows(path: Path, delimiter: str, quoting: int, encoding: str) -> Iterat
             raise DataFormatError(f"{path}: line {reader.line_num}: {_csv_problem(error, quoting)}") from error
         if row:
             yield reader.line_num, row
+
+
+def _csv_header(path: Path, rows: Iterator[tuple[int, list[str]]]) -> list[str]:
+    """The first row of a CSV/TSV with a header; `rows` goes on from the first data row."""
+    first = next(rows, None)
+    if first is None:
+        raise DataFormatError(f"{path}: file has no header row")
+    return first[1]
 
 
 def _csv_problem(error: csv.Error, quoting: int) -> str:

