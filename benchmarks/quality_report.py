@@ -56,6 +56,7 @@ from tinybert_core.recipe import (
     encode_task, finetune, finetune_teacher, general_distill, projections_for_task, student_for_task, task_distill,
 )
 from tinybert_core.teacher_cache import logit_cache
+from tinybert_core.teacher_targets import resolve_teacher_precision
 
 from table import print_table
 
@@ -161,17 +162,27 @@ def train_config(epochs: float, learning_rate: float, seed: int, **more) -> Trai
 
 
 def general_student(args, profile: Profile, tokenizer, timings: dict) -> Path:
-    """Prepare the general corpus and distil the General TinyBERT once, shared by every task."""
+    """Prepare the general corpus and distil the General TinyBERT once, shared by every task.
+
+    Its time is kept beside it (timing.json), so a later run that resumes the finished student reports the time it
+    took to distil, not to load; a run resumed from a checkpoint without that file reports None (unknown)."""
+    run_dir = args.work_dir / "general"
+    folder = run_dir / "model"
+    timing = folder / "timing.json"
+    resumed = (run_dir / "checkpoints").exists()
     started = time.perf_counter()
     corpus = prepare_corpus(args.corpus, tokenizer, args.work_dir / "corpus", max_seq_length=128,
                             document_mode="line", max_sequences=profile.corpus_sequences)
     timings["corpus_sequences"] = len(corpus)
-    general = general_distill(TEACHER, corpus, STUDENT, train_config(profile.general_epochs, 1e-3, args.seed),
-                              args.work_dir / "general")
-    folder = args.work_dir / "general" / "model"
+    general = general_distill(TEACHER, corpus, STUDENT, train_config(profile.general_epochs, 1e-3, args.seed), run_dir)
     general.student.save_pretrained(folder)
     save_projections(general.projections, folder)
-    timings["general_distillation_s"] = round(time.perf_counter() - started, 1)
+    timings["general_distillation_resumed"] = resumed
+    if not resumed:
+        timings["general_distillation_s"] = round(time.perf_counter() - started, 1)
+        timing.write_text(json.dumps(timings) + "\n")
+    else:
+        timings["general_distillation_s"] = json.loads(timing.read_text())["general_distillation_s"] if timing.exists() else None
     return folder
 
 
@@ -372,7 +383,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown ablation rows {unknown}; known: {', '.join(ALL_ABLATIONS)}")
     started = time.time()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.backends.cpu.get_cpu_capability()})"
+    # What "auto" teacher targets are on this machine: float32 on a CPU without native bf16, slower and exact.
+    teacher_precision = resolve_teacher_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = load_tokenizer(TEACHER)
     timings: dict = {}
     general = general_student(args, profile, tokenizer, timings)
@@ -384,7 +397,7 @@ def main() -> None:
         results[name] = run_task(name, args, profile, general, tokenizer, augmenter)
         report = {
             "profile": args.profile, "settings": dataclasses.asdict(profile), "device": device,
-            "threads": torch.get_num_threads(), **goals(results), "general": timings,
+            "threads": torch.get_num_threads(), "teacher_precision": teacher_precision, **goals(results), "general": timings,
             "wall_s": round(time.time() - started), "tasks": results,
         }
         print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'intervals'})}", flush=True)
