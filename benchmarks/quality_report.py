@@ -22,7 +22,8 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
   student the wrong relation;
 - wall times of teacher fine-tuning, each distillation and evaluation.
 
-Profiles: "cpu" fits about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped);
+Profiles: "cpu" was sized for about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped;
+measured: 84 min on an AVX512-BF16 CPU with one MRPC ablation fewer, about 2.5 h on an AVX2-only one);
 "gpu" is sized for 10 minutes on one H200 (the four whole training sets). Any profile value can be overridden
 from the command line (`--help`).
 """
