@@ -19,11 +19,10 @@ import json
 import time
 from pathlib import Path
 
-from tinybert_core.augment import AugmentConfig, build_augmenter
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import load_tokenizer
 
-from quality_report import GENERAL_TEXT, PROFILES, REPO, SHARED, TEACHER, general_student, run_task
+from quality_report import PROFILES, TEACHER, add_run_arguments, general_student, report_augmenter, run_task
 from table import print_table
 
 
@@ -58,15 +57,10 @@ def fill_untimed_minutes(points: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="sst2")
-    parser.add_argument("--general-epochs", type=float, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--general-epochs", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
-    parser.add_argument("--glue-dir", type=Path, default=SHARED / "glue")
-    parser.add_argument("--corpus", type=Path, nargs="+", default=GENERAL_TEXT)
-    parser.add_argument("--word-vectors", default="glove-6b-50d")
-    parser.add_argument("--masked-lm", default=None)
-    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "quality_report")
+    add_run_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="write the points as JSON here")
-    parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     try:
         task = get_task(args.task).name
@@ -76,8 +70,7 @@ def main() -> None:
         parser.error("--general-epochs: a number of epochs is at least 0")
     profile = dataclasses.replace(PROFILES[args.profile], ablations={})
     tokenizer = load_tokenizer(TEACHER)
-    augmenter = build_augmenter(AugmentConfig(n_aug=profile.n_aug, seed=args.seed), masked_lm=args.masked_lm,
-                                vectors=args.word_vectors)
+    augmenter = report_augmenter(args, profile)
     points = []
     for epochs in args.general_epochs:
         point = dataclasses.replace(profile, general_epochs=epochs)
@@ -89,13 +82,12 @@ def main() -> None:
         general = general_student(point_args, point, tokenizer, timings) if epochs > 0 else None
         started = time.perf_counter()
         result = run_task(task, point_args, point, general, tokenizer, augmenter)
-        seconds = timings.get("general_distillation_s")
+        seconds = timings.get("general_distillation_s", 0.0)  # None: resumed, time unknown
         log = (work / "general" / "train_log.jsonl").read_text().splitlines() if general else []
+        last = json.loads(log[-1]) if log else {"step": 0, "loss": None}
         points.append({
-            "general_epochs": epochs, "general_steps": len(log),
-            "general_final_loss": json.loads(log[-1])["loss"] if log else None,
-            "general_minutes": seconds and round(seconds / 60, 2) if general else 0.0,
-            "general_timed": not general or seconds is not None,
+            "general_epochs": epochs, "general_steps": last["step"], "general_final_loss": last["loss"],
+            "general_minutes": None if seconds is None else round(seconds / 60, 2), "general_timed": seconds is not None,
             "teacher": result["teacher"], "student": result["student"], "retention": result["retention"],
             "student_interval": result["intervals"].get("student"), "task_s": round(time.perf_counter() - started, 1),
         })

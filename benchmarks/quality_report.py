@@ -352,17 +352,27 @@ def print_report(results: dict[str, dict]) -> None:
     print("\n(x): the row minus the student, points; *: its 95% paired bootstrap interval excludes 0")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Data, models and work dir of a report run; benchmarks/general_value.py reuses the same work dir."""
     parser.add_argument("--glue-dir", type=Path, default=SHARED / "glue")
     parser.add_argument("--corpus", type=Path, nargs="+", default=GENERAL_TEXT)
     parser.add_argument("--word-vectors", default="glove-6b-50d", help="a GloVe/word2vec file or a packaged name")
     parser.add_argument("--masked-lm", default=None, help="fill-mask model for single-piece words (a hub id or folder)")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "quality_report")
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def report_augmenter(args, profile: Profile):
+    return build_augmenter(AugmentConfig(n_aug=profile.n_aug, seed=args.seed), masked_lm=args.masked_lm,
+                           vectors=args.word_vectors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "stsb", "cola"])
-    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "quality_report")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here (after every task)")
-    parser.add_argument("--seed", type=int, default=42)
     for name, parse in OVERRIDES.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=parse, default=None, help="overrides the profile")
     parser.add_argument("--train-examples", nargs="+", default=None, metavar="TASK=N", help="overrides the profile's caps")
@@ -384,15 +394,16 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown ablation rows {unknown}; known: {', '.join(ALL_ABLATIONS)}")
     started = time.time()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.backends.cpu.get_cpu_capability()})"
-    # What "auto" teacher targets are on this machine: float32 on a CPU without native bf16, slower and exact.
-    teacher_precision = resolve_teacher_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    on_cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if on_cuda else f"cpu ({torch.backends.cpu.get_cpu_capability()})"
+    # The precision of the teacher's targets in every distillation here: the configs' own setting, resolved.
+    teacher_precision = resolve_teacher_precision(train_config(1, 1e-3, args.seed).teacher_precision,
+                                                  torch.device("cuda" if on_cuda else "cpu"))
     tokenizer = load_tokenizer(TEACHER)
     timings: dict = {}
     general = general_student(args, profile, tokenizer, timings)
     print(f"general distillation: {json.dumps(timings)}", flush=True)
-    augmenter = build_augmenter(AugmentConfig(n_aug=profile.n_aug, seed=args.seed), masked_lm=args.masked_lm,
-                                vectors=args.word_vectors)
+    augmenter = report_augmenter(args, profile)
     results: dict[str, dict] = {}
     for name in args.tasks:
         results[name] = run_task(name, args, profile, general, tokenizer, augmenter)
