@@ -2,16 +2,18 @@
 task-distillation runs on real SST-2 rows with and without the teacher caches.
 
     python benchmarks/distill_vs_reference.py [--threads 1] [--rounds 3] [--steps 3] [--sst2-rows 1000]
-                                              [--compile] [--student-bf16]
+                                              [--teacher-precision auto] [--compile] [--student-bf16]
 
 Models: a random BERT-base-shaped teacher (12 x 768, 30522-word vocabulary) and a TinyBERT4-shaped student
 (4 x 312). Equal tokens: every batch is 32 rows of 64 real tokens, so padding plays no part. The reference-style
 loop is written here as the reference TinyBERT code does it: fp32, transformers' eager attention in teacher and
 student with all attention maps and hidden states returned, one projection shared by every hidden state, the
 teacher run on every step in all stages, MSE over every position. Ours is `train()` itself (timed between its
-per-step callbacks): teacher in inference mode at `teacher_precision` ("auto": bf16 on a CPU with AVX512-BF16),
+per-step callbacks): teacher in inference mode at --teacher-precision ("auto": bf16 on a CPU with native bf16),
 SDPA wherever no scores are read, and in the cached rows the stage-1 cache (second epoch) or the logit cache.
 Rounds interleave the variants; step times are medians over rounds (the first step of every run is not timed).
+The live-teacher ceiling is the reference's step over our teacher's forward alone (LiveTeacher, stage 1's
+request): the speedup a live teacher would allow even if the student's step cost nothing.
 
 The whole-run part trains stage 1 then stage 2 on the first --sst2-rows rows of SST-2 (tokenized with the
 packaged MiniLM's BERT vocabulary, max 64 tokens; length-bucketed batches), with live teachers, then with the
@@ -46,7 +48,7 @@ from tinybert_core.models import encoder_of, load_tokenizer
 from tinybert_core.objectives import DistillationObjective
 from tinybert_core.recipe import encode_task
 from tinybert_core.teacher_cache import compute_teacher_logits
-from tinybert_core.teacher_targets import resolve_teacher_precision
+from tinybert_core.teacher_targets import LiveTeacher, resolve_teacher_precision
 
 BATCH, TOKENS = 32, 64
 GOALS = {"stage 1": 2.0, "stage 2": 3.0, "stage 2, logit cache": 5.0}  # speedup over the reference at equal tokens
@@ -143,7 +145,8 @@ def equal_token_table(teacher, student, args) -> tuple[list[tuple], dict[str, fl
         extra["torch.compile"] = dict(compile=True)
 
     def config(**knobs) -> TrainConfig:
-        return TrainConfig(max_steps=knobs.pop("max_steps", args.steps + 1), batch_size=BATCH, **knobs)
+        return TrainConfig(max_steps=knobs.pop("max_steps", args.steps + 1), batch_size=BATCH,
+                           teacher_precision=args.teacher_precision, **knobs)
 
     def ours(mode: str, timed_from: int = 2, rows: Dataset = data, logits=None, **knobs):
         """A timing function for one of our variants; its objective is made once (torch.compile compiles once)."""
@@ -162,7 +165,8 @@ def equal_token_table(teacher, student, args) -> tuple[list[tuple], dict[str, fl
     variants["stage 1", "ours, teacher cache"] = ours(
         "stage 1", args.steps + 1, cache_data, max_steps=2 * args.steps, teacher_cache_mb=8192
     )
-    variants["stage 2", "ours, logit cache"] = ours("stage 2", logits=compute_teacher_logits(teacher, data))
+    logits = compute_teacher_logits(teacher, data, args.teacher_precision)
+    variants["stage 2", "ours, logit cache"] = ours("stage 2", logits=logits)
     if args.compile:  # compilation happens in the first (untimed) round
         print("torch.compile: the first round compiles (about a minute and a half per mode on 2 cores)")
 
@@ -205,10 +209,11 @@ def whole_runs(teacher, student, args, reference_seconds: dict[str, float]) -> l
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as run_dir:
             stage1 = TrainConfig(num_epochs=args.stage1_epochs, batch_size=BATCH, save_every=0,
-                                 teacher_cache_mb=8192 if cached else 0)
+                                 teacher_precision=args.teacher_precision, teacher_cache_mb=8192 if cached else 0)
             train(objective("stage 1", student, teacher), data, stage1, Path(run_dir) / "1", teacher=teacher, topology=CPU)
-            logits = compute_teacher_logits(teacher, data) if cached else None
-            stage2 = TrainConfig(num_epochs=args.stage2_epochs, batch_size=BATCH, save_every=0)
+            logits = compute_teacher_logits(teacher, data, args.teacher_precision) if cached else None
+            stage2 = TrainConfig(num_epochs=args.stage2_epochs, batch_size=BATCH, save_every=0,
+                                 teacher_precision=args.teacher_precision)
             train(objective("stage 2", student, teacher), data, stage2, Path(run_dir) / "2",
                   teacher=None if cached else teacher, teacher_logits=logits, topology=CPU)
         return len(data) * epochs / (time.perf_counter() - start)
@@ -224,6 +229,18 @@ def whole_runs(teacher, student, args, reference_seconds: dict[str, float]) -> l
     ]
 
 
+def teacher_forward_seconds(teacher, student, precision: str, repeats: int) -> float:
+    """Median seconds of our teacher's stage-1 forward on one equal-token batch (one untimed warm-up)."""
+    live = LiveTeacher(teacher, *objective("stage 1", student, teacher).teacher_request(), precision=precision)
+    batch = pad_batch([row for row in equal_token_data(BATCH, teacher.config.vocab_size)])
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        live(batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -233,6 +250,7 @@ def main() -> None:
     parser.add_argument("--stage1-epochs", type=int, default=2)
     parser.add_argument("--stage2-epochs", type=int, default=2)
     parser.add_argument("--glue-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"))
+    parser.add_argument("--teacher-precision", default="auto", help="ours: fp32, bf16 or auto (bf16 where native)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the student step")
     parser.add_argument("--student-bf16", action="store_true", help="also time the student in bf16 autocast")
     args = parser.parse_args()
@@ -241,12 +259,15 @@ def main() -> None:
 
     teacher, student = models()
     teacher.eval()
-    precision = resolve_teacher_precision("auto", torch.device("cpu"))
-    print(f"CPU, {args.threads} thread(s); teacher 12 x 768, student 4 x 312; batch {BATCH} x {TOKENS} real tokens; "
+    precision = args.teacher_precision = resolve_teacher_precision(args.teacher_precision, torch.device("cpu"))
+    print(f"CPU ({torch.backends.cpu.get_cpu_capability()}), {args.threads} thread(s); teacher 12 x 768, student 4 x 312; batch {BATCH} x {TOKENS} real tokens; "
           f"our teacher precision: {precision}; medians of {args.rounds} rounds x {args.steps} steps\n")
     rows, speedups, reference_seconds = equal_token_table(teacher, student, args)
     print()
     print_table(("distillation", "loop", "s/step", "tokens/s", "speedup", "goal"), rows)
+    forward = teacher_forward_seconds(teacher, student, precision, args.rounds)
+    print(f"\nour teacher's forward alone ({precision}): {forward:.2f} s per step; live-teacher ceiling (reference "
+          "step / that forward): " + ", ".join(f"{m} {reference_seconds[m] / forward:.2f}x" for m in ("stage 1", "stage 2")))
     if args.sst2_rows:
         runs = whole_runs(teacher, student, args, reference_seconds)
         print_table(("whole task distillation (stage 1 + stage 2)", "examples/s", "vs reference"), runs)

@@ -1,4 +1,4 @@
-"""The teacher's distillation targets in bf16 against float32, and what bf16 buys in speed, in one run.
+"""The teacher's distillation targets in bf16 (and int8) against float32, and what each buys in speed, in one run.
 
     python benchmarks/teacher_precision.py [--rows 64] [--threads 1] [--repeats 3]
 
@@ -8,8 +8,11 @@ Targets are what stage 1 and stage 2 read: hidden states of the embeddings and o
 tokens, pre-softmax scores of the mapped layers at real (query, key) pairs, and the logits. The error of a
 target kind is its largest relative L2 error ||bf16 - fp32|| / ||fp32|| over the mapped layers; the tolerance
 is tinybert_core.teacher_targets.BF16_TARGET_TOLERANCE. "bf16 autocast" is what LiveTeacher runs; "bf16
-weights" (the whole teacher cast to bf16) is shown for comparison. Speed: stage-1 teacher forwards of 32 x 64
-tokens, fp32 and bf16 autocast interleaved, medians of --repeats.
+weights" (the whole teacher cast to bf16) and "int8 dynamic" (torch's dynamic quantization of every Linear:
+int8 weights, activations quantized per batch; fast on AVX2 CPUs without bf16) are shown for comparison, neither
+is offered by LiveTeacher. Speed: stage-1 teacher forwards of 32 x 64 tokens, fp32, bf16 autocast and int8 dynamic
+interleaved, medians of --repeats. The fp32 forward's rate (its FLOPs counted by torch's FlopCounterMode) is set
+beside this core's rate on one large fp32 matrix product: how much a faster fp32 kernel could still buy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from distill_speed import models
 from table import print_table
@@ -48,6 +52,23 @@ def target_errors(approx: Intermediates, exact: Intermediates, mask: torch.Tenso
     }
 
 
+def int8_dynamic(teacher: torch.nn.Module) -> torch.nn.Module:
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(teacher), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def matmul_gflops(repeats: int) -> float:
+    """This core's fp32 rate on one BERT-base FFN-sized product (2048 x 768 @ 768 x 3072), best of `repeats`."""
+    a, b = torch.randn(2048, 768), torch.randn(768, 3072)
+    best = min(timed(lambda: a @ b) for _ in range(repeats + 1))
+    return 2 * 2048 * 768 * 3072 / best / 1e9
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=64)
@@ -62,12 +83,15 @@ def main() -> None:
     teachers = {"MiniLM (6 x 384)": task_model("minilm-l6", task, seed=0).eval(), "BERT-base shape (12 x 768)": models()[0].eval()}
 
     rows, speed_rows = [], []
+    core_rate = matmul_gflops(args.repeats)
     for name, teacher in teachers.items():
         layers = uniform_layer_map(3 if teacher.config.num_hidden_layers == 6 else 4, teacher.config.num_hidden_layers).teacher_layers
         request = ((0, *layers), layers)
         exact = LiveTeacher(teacher, *request, precision="fp32")(batch)
+        quantized = int8_dynamic(teacher)
         for variant, live in (("bf16 autocast", LiveTeacher(teacher, *request, precision="bf16")),
-                              ("bf16 weights", LiveTeacher(copy.deepcopy(teacher).bfloat16(), *request, precision="fp32"))):
+                              ("bf16 weights", LiveTeacher(copy.deepcopy(teacher).bfloat16(), *request, precision="fp32")),
+                              ("int8 dynamic", LiveTeacher(quantized, *request, precision="fp32"))):
             errors = target_errors(live(batch), exact, batch["attention_mask"])
             worst = max(v for k, v in errors.items() if k != "soft labels (max abs)")
             rows.append((name, variant, *(f"{v:.1e}" for v in errors.values()),
@@ -75,21 +99,27 @@ def main() -> None:
 
         generator = torch.Generator().manual_seed(0)
         equal = pad_batch([{"input_ids": torch.randint(1000, teacher.config.vocab_size, (64,), generator=generator).tolist()} for _ in range(32)])
-        timings: dict[str, list[float]] = {"fp32": [], "bf16": []}
-        lives = {p: LiveTeacher(teacher, *request, precision=p) for p in timings}
+        lives = {p: LiveTeacher(teacher, *request, precision=p) for p in ("fp32", "bf16")}
+        lives["int8"] = LiveTeacher(quantized, *request, precision="fp32")
+        timings: dict[str, list[float]] = {p: [] for p in lives}
         for _ in range(args.repeats + 1):
             for precision, live in lives.items():
-                start = time.perf_counter()
-                live(equal)
-                timings[precision].append(time.perf_counter() - start)
-        fp32, bf16 = (statistics.median(timings[p][1:]) for p in ("fp32", "bf16"))
-        speed_rows.append((name, f"{fp32:.2f}", f"{bf16:.2f}", f"{fp32 / bf16:.2f}x"))
+                timings[precision].append(timed(lambda: live(equal)))
+        fp32, bf16, int8 = (statistics.median(timings[p][1:]) for p in lives)
+        with FlopCounterMode(display=False) as counter:
+            lives["fp32"](equal)
+        rate = counter.get_total_flops() / fp32 / 1e9
+        speed_rows.append((name, f"{fp32:.2f}", f"{bf16:.2f} ({fp32 / bf16:.2f}x)", f"{int8:.2f} ({fp32 / int8:.2f}x)",
+                           f"{rate:.0f} ({rate / core_rate:.0%})"))
 
-    print(f"CPU, {args.threads} thread(s), native bf16: {native_bf16(torch.device('cpu'))}; {len(data)} SST-2 rows; "
-          f"relative L2 errors against float32, tolerance {BF16_TARGET_TOLERANCE:.0e}\n")
-    print_table(("teacher", "bf16 variant", "hidden states", "scores", "logits", "soft labels (max abs)", "within"), rows)
+    print(f"CPU ({torch.backends.cpu.get_cpu_capability()}), {args.threads} thread(s), native bf16: "
+          f"{native_bf16(torch.device('cpu'))}; {len(data)} SST-2 rows; relative L2 errors against float32, "
+          f"tolerance {BF16_TARGET_TOLERANCE:.0e}\n")
+    print_table(("teacher", "variant", "hidden states", "scores", "logits", "soft labels (max abs)", "within"), rows)
     print()
-    print_table(("teacher, stage-1 forward 32 x 64", "fp32 s", "bf16 autocast s", "speedup"), speed_rows)
+    print_table(("teacher, stage-1 forward 32 x 64", "fp32 s", "bf16 autocast s", "int8 dynamic s",
+                 "fp32 GFLOP/s (of the core's matmul rate)"), speed_rows)
+    print(f"\nthis core's fp32 matrix product (2048 x 768 @ 768 x 3072): {core_rate:.0f} GFLOP/s")
 
 
 if __name__ == "__main__":
