@@ -22,8 +22,9 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
   student the wrong relation;
 - wall times of teacher fine-tuning, each distillation and evaluation.
 
-Profiles: "cpu" was sized for about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped;
-measured: 84 min on an AVX512-BF16 CPU with one MRPC ablation fewer, about 2.5 h on an AVX2-only one);
+Profiles: "cpu" is sized for about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped,
+8 + 8 task epochs where they buy most; measured: 70 min on an AVX512 + AMX Xeon, while an AVX2-only EPYC is about
+2.5-3x slower);
 "gpu" is sized for 10 minutes on one H200 (the four whole training sets). Any profile value can be overridden
 from the command line (`--help`).
 """
@@ -109,20 +110,32 @@ class Profile:
     n_aug: int
     stage1_epochs: float
     stage2_epochs: float
+    # per task (stage 1, stage 2) epochs where they differ from the two above
+    task_epochs: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     # The student row's, the pipeline's default; the "other stage-1 schedule" row runs the other.
     stage1_schedule: str = "constant"
     teacher_cache_mb: float = 4096  # stage 1 reuses the teacher's targets after the first epoch when they fit
+    # Task distillation's autocast and teacher targets (TrainConfig.precision / teacher_precision); teacher
+    # fine-tuning and general distillation keep TrainConfig's defaults, so their runs are shared across settings.
+    distill_precision: str = TrainConfig.precision
+    teacher_precision: str = TrainConfig.teacher_precision
     ablations: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # task -> variant names
+
+    def epochs(self, task: str) -> tuple[float, float]:
+        """Task stage 1 and stage 2 epochs for `task`."""
+        return self.task_epochs.get(task, (self.stage1_epochs, self.stage2_epochs))
 
 
 PROFILES = {
-    # On 2 cores a distilled row costs 3 to 11 minutes per task (177-666 s measured), so each ablation runs where
-    # it matters most: the schedule and W_e/W_h on the largest dev set, the pair rows on the pair task with the
-    # longest pairs (MRPC: 53 tokens on average, 20% over 64; STS-B: 28, 3%) and the only one below its baseline.
+    # On 2 cores a distilled row costs 3 to 17 minutes per task at 2 + 2 epochs (AVX2), so the extra epochs go
+    # where they bought most (CoLA 45.6% -> 87.9% retention at 8 + 8, STS-B 86.0% -> 88.0%; README) and each
+    # ablation runs where it matters most: the schedule and W_e/W_h on the largest dev set, 64 tokens on the pair
+    # task with the longest pairs (MRPC: 53 tokens on average, 20% over 64; STS-B: 28, 3%). Changing both texts
+    # of a pair copy was measured once (quality_cpu_2x2.json) and is no longer run by default.
     "cpu": Profile(train_examples={"sst2": 4000}, corpus_sequences=None, general_epochs=2, teacher_epochs=3,
-                   n_aug=2, stage1_epochs=2, stage2_epochs=2, teacher_cache_mb=8000,
-                   ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h"),
-                              "mrpc": ("pairs at 64 tokens", "pairs changed on both sides")}),
+                   n_aug=2, stage1_epochs=2, stage2_epochs=2, task_epochs={"stsb": (8, 8), "cola": (8, 8)},
+                   teacher_cache_mb=8000,
+                   ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h"), "mrpc": ("pairs at 64 tokens",)}),
     # Sized, not yet measured (no GPU lent so far), from about 15 ms per step of 32 rows for these small models on
     # one H200: about 35k steps in 10 minutes. Whole training sets; SST-2's 67k rows bound the copies and epochs.
     "gpu": Profile(train_examples={}, corpus_sequences=None, general_epochs=10, teacher_epochs=3,
@@ -135,13 +148,22 @@ OVERRIDES = {  # profile values settable from the command line, with their parse
     "corpus_sequences": lambda text: None if text == "all" else int(text),
     "general_epochs": float, "teacher_epochs": float, "n_aug": int, "stage1_epochs": float, "stage2_epochs": float,
     "stage1_schedule": lambda text: _one_of(text, SCHEDULES), "teacher_cache_mb": float,
+    "distill_precision": lambda text: _one_of(text, PRECISIONS), "teacher_precision": lambda text: _one_of(text, PRECISIONS),
 }
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def _one_of(text: str, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}")
     return text
+
+
+def _epoch_pair(text: str) -> tuple[float, float]:
+    stage1, sep, stage2 = text.partition(",")
+    if not sep:
+        raise ValueError(f"expected STAGE1,STAGE2 epochs, not {text!r}")
+    return float(stage1), float(stage2)
 
 
 def _per_task(parser, flag: str, items: list[str], parse) -> dict:
@@ -224,14 +246,16 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
     logits = {"teacher": dev_logits(teacher, task.max_seq_length)}
 
     other_schedule = {"linear": "constant", "constant": "linear"}[profile.stage1_schedule]
-    stage2 = train_config(profile.stage2_epochs, 3e-4, args.seed)
+    stage1_epochs, stage2_epochs = profile.epochs(name)
+    precisions = dict(precision=profile.distill_precision, teacher_precision=profile.teacher_precision)
+    stage2 = train_config(stage2_epochs, 3e-4, args.seed, **precisions)
     augmented_teacher = {}
     for variant in variants:
         length = variant.pair_length or task.max_seq_length
         augmented = encoded[length]["augmented", variant.pair_sides]
         schedule = other_schedule if variant.other_schedule else profile.stage1_schedule
-        stage1 = train_config(profile.stage1_epochs, 1e-3, args.seed, schedule=schedule,
-                              teacher_cache_mb=profile.teacher_cache_mb)
+        stage1 = train_config(stage1_epochs, 1e-3, args.seed, schedule=schedule,
+                              teacher_cache_mb=profile.teacher_cache_mb, **precisions)
         student = student_for_task(task, teacher, general, STUDENT, args.seed)
         projections = projections_for_task(general, student, teacher) if variant.carry_projections else None
         cache = work / f"teacher_logits_{length}_{variant.pair_sides}"
@@ -245,7 +269,7 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
 
     # The same student shape trained on the labels alone, from scratch, for as many epochs as both stages.
     plain = student_for_task(task, teacher, None, STUDENT, args.seed)
-    no_distillation = train_config(profile.stage1_epochs + profile.stage2_epochs, 3e-4, args.seed)
+    no_distillation = train_config(stage1_epochs + stage2_epochs, 3e-4, args.seed)
     timed("no distillation_s", finetune, plain, task, own["train"], None, no_distillation, work / "no_distillation")
     logits["no distillation"] = dev_logits(plain, task.max_seq_length)
 
@@ -376,8 +400,10 @@ def main() -> None:
     for name, parse in OVERRIDES.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=parse, default=None, help="overrides the profile")
     parser.add_argument("--train-examples", nargs="+", default=None, metavar="TASK=N", help="overrides the profile's caps")
+    parser.add_argument("--task-epochs", nargs="+", default=None, metavar="TASK=S1,S2",
+                        help="overrides the profile's per-task stage 1 and stage 2 epochs")
     parser.add_argument("--ablations", nargs="+", default=None, metavar="TASK=ROW[,ROW]",
-                        help=f"overrides which ablation rows run on which task; rows: {', '.join(ALL_ABLATIONS)}")
+                        help=f"overrides which ablation rows run on which task ('none': no ablation rows); rows: {', '.join(ALL_ABLATIONS)}")
     args = parser.parse_args()
     profile = dataclasses.replace(PROFILES[args.profile], **{
         name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None
@@ -388,7 +414,13 @@ def main() -> None:
         parser.error(f"--tasks: {error}")
     if args.train_examples:
         profile.train_examples = _per_task(parser, "--train-examples", args.train_examples, int)
-    if args.ablations:
+    if args.stage1_epochs is not None or args.stage2_epochs is not None:
+        profile.task_epochs = {}  # the epochs given are every task's, unless --task-epochs says otherwise
+    if args.task_epochs:
+        profile.task_epochs = _per_task(parser, "--task-epochs", args.task_epochs, _epoch_pair)
+    if args.ablations == ["none"]:
+        profile.ablations = {}
+    elif args.ablations:
         profile.ablations = _per_task(parser, "--ablations", args.ablations, lambda rows: tuple(rows.split(",")))
     unknown = sorted({row for rows in profile.ablations.values() for row in rows} - set(ALL_ABLATIONS))
     if unknown:
@@ -396,9 +428,8 @@ def main() -> None:
     started = time.time()
     on_cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if on_cuda else f"cpu ({torch.backends.cpu.get_cpu_capability()})"
-    # The precision of the teacher's targets in every distillation here: the configs' own setting, resolved.
-    teacher_precision = resolve_teacher_precision(train_config(1, 1e-3, args.seed).teacher_precision,
-                                                  torch.device("cuda" if on_cuda else "cpu"))
+    # The precision of the teacher's targets in task distillation, resolved (general distillation: fp32).
+    teacher_precision = resolve_teacher_precision(profile.teacher_precision, torch.device("cuda" if on_cuda else "cpu"))
     tokenizer = load_tokenizer(TEACHER)
     timings: dict = {}
     general = general_student(args, profile, tokenizer, timings)
