@@ -14,15 +14,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import load_file
 
 from quality_report import PROFILES, SHARED, STUDENT, TEACHER, train_config
 from tinybert_core.bootstrap import paired_difference
-from tinybert_core.checkpoint import latest_checkpoint
+from tinybert_core.checkpoint import latest_checkpoint, load_checkpoint
 from tinybert_core.evaluation import predict_logits
 from tinybert_core.glue_data import load_glue_split
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import load_tokenizer
+from tinybert_core.objectives import DistillationObjective
 from tinybert_core.recipe import encode_task, finetune_teacher, student_for_task
 
 
@@ -31,8 +31,7 @@ def task_student(work: Path, task, teacher, seed: int):
     if checkpoint is None:
         raise SystemExit(f"{work / task.name / 'student' / 'stage2'}: no finished stage-2 checkpoint")
     student = student_for_task(task, teacher, work / "general" / "model", STUDENT, seed)
-    state = load_file(checkpoint / "trainable.safetensors")
-    student.load_state_dict({key.removeprefix("student."): value for key, value in state.items()}, strict=True)
+    load_checkpoint(checkpoint, DistillationObjective(student, "task_prediction"), None)  # checks the weights fit
     return student
 
 

@@ -58,7 +58,7 @@ from tinybert_core.recipe import (
     encode_task, finetune, finetune_teacher, general_distill, projections_for_task, student_for_task, task_distill,
 )
 from tinybert_core.teacher_cache import logit_cache
-from tinybert_core.teacher_targets import resolve_teacher_precision
+from tinybert_core.teacher_targets import TEACHER_PRECISIONS, resolve_teacher_precision
 
 from table import print_table
 
@@ -148,9 +148,10 @@ OVERRIDES = {  # profile values settable from the command line, with their parse
     "corpus_sequences": lambda text: None if text == "all" else int(text),
     "general_epochs": float, "teacher_epochs": float, "n_aug": int, "stage1_epochs": float, "stage2_epochs": float,
     "stage1_schedule": lambda text: _one_of(text, SCHEDULES), "teacher_cache_mb": float,
-    "distill_precision": lambda text: _one_of(text, PRECISIONS), "teacher_precision": lambda text: _one_of(text, PRECISIONS),
+    "distill_precision": lambda text: _one_of(text, STUDENT_PRECISIONS),
+    "teacher_precision": lambda text: _one_of(text, TEACHER_PRECISIONS),
 }
-PRECISIONS = ("auto", "bf16", "fp32")
+STUDENT_PRECISIONS = ("auto", "bf16", "fp32")  # what distiller._autocast accepts; checked here before any training
 
 
 def _one_of(text: str, allowed: tuple[str, ...]) -> str:
