@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quality_report import PROFILES, SHARED, STUDENT, TEACHER, train_config
+from quality_report import PROFILES, SHARED, STUDENT, TEACHER, task_teacher
 from tinybert_core.bootstrap import paired_difference
 from tinybert_core.checkpoint import latest_checkpoint, load_checkpoint
 from tinybert_core.evaluation import predict_logits
@@ -23,7 +23,7 @@ from tinybert_core.glue_data import load_glue_split
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import load_tokenizer
 from tinybert_core.objectives import DistillationObjective
-from tinybert_core.recipe import encode_task, finetune_teacher, student_for_task
+from tinybert_core.recipe import encode_task, student_for_task
 
 
 def task_student(work: Path, task, teacher, seed: int):
@@ -54,8 +54,7 @@ def main() -> None:
             return encode_task(rows, tokenizer, task, task.max_seq_length)
 
         train, dev = encoded("train", profile.train_examples.get(task.name)), encoded(task.dev_splits[0])
-        config = train_config(profile.teacher_epochs, 1e-4, args.seed)
-        teacher = finetune_teacher(TEACHER, task, train, None, config, args.a / task.name / "teacher").student
+        teacher = task_teacher(task, train, argparse.Namespace(work_dir=args.a, seed=args.seed), profile).student
         logits_a, logits_b = (predict_logits(task_student(work, task, teacher, args.seed), dev) for work in (args.a, args.b))
         labels = np.asarray(dev["labels"])
         diff = paired_difference(task, logits_b, logits_a, labels, seed=args.seed)
