@@ -203,6 +203,11 @@ def stage2_config(profile: Profile, epochs: float, learning_rate: float, seed: i
                         teacher_precision=profile.teacher_precision)
 
 
+def logit_cache_dir(task_dir: Path, length: int, pair_sides: str) -> Path:
+    """Where a task's teacher logits on its augmented rows (at `length` tokens, `pair_sides` changed) are kept."""
+    return task_dir / f"teacher_logits_{length}_{pair_sides}"
+
+
 def general_student(args, profile: Profile, tokenizer, timings: dict) -> Path:
     """Prepare the general corpus and distil the General TinyBERT once, shared by every task.
 
@@ -274,7 +279,7 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
         stage1 = stage1_config(profile, stage1_epochs, schedule, args.seed)
         student = student_for_task(task, teacher, general, STUDENT, args.seed)
         projections = projections_for_task(general, student, teacher) if variant.carry_projections else None
-        cache = work / f"teacher_logits_{length}_{variant.pair_sides}"
+        cache = logit_cache_dir(work, length, variant.pair_sides)
         timed(f"{variant.name}_s", task_distill, teacher, student, task, augmented, None, stage1,
               stage2, work / variant.name.replace(" ", "_").replace("/", ""), projections=projections,
               logit_cache_dir=cache)

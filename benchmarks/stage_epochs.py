@@ -34,8 +34,8 @@ from tinybert_core.recipe import (
 from tinybert_core.teacher_cache import logit_cache
 
 from quality_report import (
-    PROFILES, STAGE2_LR, STUDENT, TEACHER, add_run_arguments, general_student, report_augmenter, stage1_config,
-    stage2_config, task_teacher,
+    PROFILES, STAGE2_LR, STUDENT, STUDENT_VARIANT, TEACHER, add_run_arguments, general_student, logit_cache_dir,
+    report_augmenter, stage1_config, stage2_config, task_teacher,
 )
 from table import print_table
 
@@ -83,13 +83,11 @@ def timed_stage(run_dir: Path, train_stage, *args, **kwargs) -> float | None:
     fresh = not (run_dir / "checkpoints").exists()
     started = time.perf_counter()
     train_stage(*args, **kwargs)
-    if timing.exists():
-        return json.loads(timing.read_text())["seconds"]
-    if not fresh:
-        return None
-    seconds = round(time.perf_counter() - started, 1)
-    timing.write_text(json.dumps({"seconds": seconds}) + "\n")
-    return seconds
+    if fresh:  # trained here from the start: this is its time, whatever an older record says
+        seconds = round(time.perf_counter() - started, 1)
+        timing.write_text(json.dumps({"seconds": seconds}) + "\n")
+        return seconds
+    return json.loads(timing.read_text())["seconds"] if timing.exists() else None
 
 
 def main() -> None:
@@ -115,8 +113,8 @@ def main() -> None:
     labels, train_labels = np.asarray(dev["labels"]), np.asarray(train["labels"])
     teacher = task_teacher(task, train, args, profile).student
     teacher_logits = predict_logits(teacher, dev)
-    cached = logit_cache(args.work_dir / task.name / f"teacher_logits_{task.max_seq_length}_one", teacher, augmented,
-                         profile.teacher_precision)
+    cache_dir = logit_cache_dir(args.work_dir / task.name, task.max_seq_length, STUDENT_VARIANT.pair_sides)
+    cached = logit_cache(cache_dir, teacher, augmented, profile.teacher_precision)
 
     points, first_logits = [], None
     for point in args.points:
