@@ -15,11 +15,15 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
 
 from tinybert_core import recipe
+from tinybert_core.batching import ROW_INDEX
 from tinybert_core.distiller import TrainConfig
 from tinybert_core.families import FamilyError, family_of, model_inputs, num_layers, prepare
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.layer_map import LayerMapError, build_layer_map
+from tinybert_core.losses import Projections
 from tinybert_core.models import ModelLoadError, StudentShape, build_student, forward_intermediates, load_model
+from tinybert_core.objectives import DistillationObjective
+from tinybert_core.teacher_targets import IntermediateCache, LiveTeacher
 
 VOCAB, WIDTH, HEADS = 120, 32, 4
 TINY = dict(vocab_size=VOCAB, hidden_size=WIDTH, num_attention_heads=HEADS, intermediate_size=64, num_hidden_layers=4)
@@ -185,6 +189,35 @@ def test_local_attention_windows_are_part_of_the_recorded_mask(saved_teachers):
     distance = (torch.arange(10)[:, None] - torch.arange(10)[None, :]).abs()
     assert torch.equal(local, distance <= teacher.config.sliding_window)
     assert out.score_masks[1] is None or bool(out.score_masks[1][0].all())
+
+
+def test_the_teachers_window_reaches_the_attention_loss_live_and_from_the_stage1_cache(saved_teachers):
+    """A local layer's logits outside its window never enter the softmax, so changing them changes no loss,
+    whether the targets come from the live teacher or from the stage-1 cache."""
+    teacher = load_model(saved_teachers["modernbert"], head="classification", labels=list(MNLI.labels)).eval()
+    student = recipe.student_for_task(MNLI, teacher, None, StudentShape(2, 16, 32, HEADS, dropout=0.0), seed=0).eval()
+    layer_map = build_layer_map(student.config, teacher.config)
+    assert [n for _, n in layer_map.pairs] == [2, 4] and teacher.config.layer_types[1] == "sliding_attention"
+    objective = DistillationObjective(student, "task_intermediate", layer_map, Projections(16, WIDTH))
+    batch = {**padded_batch(), ROW_INDEX: torch.tensor([0, 1])}
+    live = LiveTeacher(teacher, *objective.teacher_request(), precision="fp32")
+    cache = IntermediateCache(live, [10, 6], budget_mb=1)
+    computed, cached = cache(batch), cache(batch)
+    assert (cache.misses, cache.hits) == (1, 1)
+
+    real = batch["attention_mask"].bool()
+    pairs = real[:, None, :, None] & real[:, None, None, :]  # (B, 1, T, T)
+    window = forward_intermediates(teacher, batch, score_layers=(2,)).score_masks[2]
+    outside = pairs & ~window
+    assert bool(outside.any())
+    scores = computed.scores[2] * pairs
+    for targets in (computed, cached):
+        assert torch.equal(targets.score_masks[2] & pairs, window & pairs)
+        assert torch.equal(targets.scores[2] * pairs, scores)
+        with torch.no_grad():
+            loss = objective(batch, targets)["attention"]
+            targets.scores[2] = targets.scores[2].masked_fill(outside, 100.0)
+            assert objective(batch, targets)["attention"] == loss
 
 
 @pytest.mark.parametrize("case,model_type,overrides", CASES, ids=IDS)

@@ -90,6 +90,8 @@ class LiveTeacher:
         return Intermediates(
             hidden={m: h.clone() for m, h in out.hidden.items()},
             scores={m: s.clone() for m, s in out.scores.items()},
+            # A local-attention layer's window (ModernBERT) is in its mask: the attention loss reads it.
+            score_masks={m: None if k is None else k.clone() for m, k in out.score_masks.items()},
             logits=out.logits.clone() if out.logits is not None else None,
         )
 
@@ -110,12 +112,14 @@ class IntermediateCache:
     """Stage-1 targets computed live the first time a row is met, then read back: the teacher runs about once.
 
     Per requested layer, one flat buffer holds every row's unpadded values: hidden (L_i, H) at token offset
-    sum(L_<i), scores (nh, L_i, L_i) at pair offset nh * sum(L_<i ** 2). Values are stored in the dtype the
-    teacher produced them in, so a cached target equals the live one and padding (zeros here) never counts in
-    the losses. The buffers are sized on the first batch; if they would exceed `budget_mb` the cache turns
-    itself off and the teacher runs live on every batch (logged). With `folder` the buffers are memory-mapped
-    files there (a disk budget) that `close` removes; rows are filled per process, so the cache does not
-    survive a restart, and under DDP each process caches the rows it meets.
+    sum(L_<i), scores (nh, L_i, L_i) at pair offset nh * sum(L_<i ** 2), and the pairs its softmax may attend
+    (L_i, L_i) at pair offset sum(L_<i ** 2): a local-attention window is not padding, so it is kept (one byte
+    a pair, 1 / (4 nh) of the fp32 scores). Values are stored in the dtype the teacher produced them in, so a
+    cached target equals the live one and padding (zeros here) never counts in the losses. The buffers are
+    sized on the first batch; if they would exceed `budget_mb` the cache turns itself off and the teacher runs
+    live on every batch (logged). With `folder` the buffers are memory-mapped files there (a disk budget) that
+    `close` removes; rows are filled per process, so the cache does not survive a restart, and under DDP each
+    process caches the rows it meets.
     """
 
     def __init__(self, live: LiveTeacher, lengths: Sequence[int], budget_mb: float, folder: Path | None = None):
@@ -128,6 +132,7 @@ class IntermediateCache:
         self.filled = torch.zeros(len(self.lengths), dtype=torch.bool)
         self.hidden: dict[int, torch.Tensor] = {}  # layer -> (sum L_i, H)
         self.scores: dict[int, torch.Tensor] = {}  # layer -> (nh * sum L_i ** 2,)
+        self.masks: dict[int, torch.Tensor] = {}  # layer -> (sum L_i ** 2,) boolean
         self.heads: dict[int, int] = {}  # layer -> nh
         self.enabled = budget_mb > 0
         self.hits = self.misses = 0
@@ -148,10 +153,10 @@ class IntermediateCache:
     def close(self) -> None:
         """Drop the buffers (and their files)."""
         if self.folder is not None:
-            for kind, store in (("hidden", self.hidden), ("scores", self.scores)):
+            for kind, store in self._stores():
                 for m in store:
                     self._file(kind, m).unlink(missing_ok=True)
-        self.hidden, self.scores, self.heads, self.enabled = {}, {}, {}, False
+        self.hidden, self.scores, self.masks, self.heads, self.enabled = {}, {}, {}, {}, False
 
     # -- storage ----------------------------------------------------------------------------------------------
 
@@ -159,6 +164,7 @@ class IntermediateCache:
         tokens, pairs = int(self.lengths.sum()), int((self.lengths**2).sum())
         shapes = {("hidden", m): ((tokens, h.size(-1)), h.dtype) for m, h in out.hidden.items()}
         shapes |= {("scores", m): ((s.size(1) * pairs,), s.dtype) for m, s in out.scores.items()}
+        shapes |= {("masks", m): ((pairs,), torch.bool) for m in out.scores}
         self.heads = {m: s.size(1) for m, s in out.scores.items()}
         needed = sum(torch.Size(shape).numel() * dtype.itemsize for shape, dtype in shapes.values())
         where = f"memory-mapped files in {self.folder}" if self.folder is not None else "memory"
@@ -169,10 +175,13 @@ class IntermediateCache:
             )
             return False
         log.info("teacher cache: %.0f MB in %s for %d rows", needed / 2**20, where, len(self.lengths))
+        stores = dict(self._stores())
         for (kind, m), (shape, dtype) in shapes.items():
-            store = self.hidden if kind == "hidden" else self.scores
-            store[m] = self._buffer(kind, m, shape, dtype)
+            stores[kind][m] = self._buffer(kind, m, shape, dtype)
         return True
+
+    def _stores(self) -> tuple[tuple[str, dict[int, torch.Tensor]], ...]:
+        return ("hidden", self.hidden), ("scores", self.scores), ("masks", self.masks)
 
     def _buffer(self, kind: str, layer: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if self.folder is None:
@@ -196,11 +205,19 @@ class IntermediateCache:
             for m, buffer in self.scores.items():
                 h = self.heads[m]
                 buffer[h * p : h * (p + n * n)].view(h, n, n).copy_(out.scores[m][b, :, :n, :n])
+            for m, buffer in self.masks.items():
+                allowed = out.score_masks.get(m)
+                block = buffer[p : p + n * n].view(n, n)
+                if allowed is None:
+                    block.fill_(True)
+                else:
+                    block.copy_(allowed[b if allowed.size(0) > 1 else 0, 0, :n, :n])
             self.filled[i] = True
 
     def _read(self, rows: list[int], width: int, device: torch.device) -> Intermediates:
         hidden = {m: buffer.new_zeros(len(rows), width, buffer.size(-1)) for m, buffer in self.hidden.items()}
         scores = {m: buffer.new_zeros(len(rows), self.heads[m], width, width) for m, buffer in self.scores.items()}
+        masks = {m: buffer.new_zeros(len(rows), 1, width, width) for m, buffer in self.masks.items()}
         for b, i in enumerate(rows):
             n, t, p = int(self.lengths[i]), int(self.token_offsets[i]), int(self.pair_offsets[i])
             for m, buffer in self.hidden.items():
@@ -208,7 +225,10 @@ class IntermediateCache:
             for m, buffer in self.scores.items():
                 h = self.heads[m]
                 scores[m][b, :, :n, :n] = buffer[h * p : h * (p + n * n)].view(h, n, n)
+            for m, buffer in self.masks.items():
+                masks[m][b, 0, :n, :n] = buffer[p : p + n * n].view(n, n)
         return Intermediates(
             hidden={m: h.to(device, non_blocking=True) for m, h in hidden.items()},
             scores={m: s.to(device, non_blocking=True) for m, s in scores.items()},
+            score_masks={m: k.to(device, non_blocking=True) for m, k in masks.items()},
         )
