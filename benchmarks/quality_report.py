@@ -23,8 +23,8 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
 - wall times of teacher fine-tuning, each distillation and evaluation.
 
 Profiles: "cpu" is sized for about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped,
-8 stage-1 epochs where they buy most; its previous setting took 70 min on an AVX512 + AMX Xeon, while an AVX2-only
-EPYC is about 2.5-3x slower);
+8 stage-1 epochs where they buy most; measured: 89 min on an AVX512-BF16 EPYC, which is about 1.25x slower than an
+AVX512 + AMX Xeon and 2-2.5x faster than an AVX2-only EPYC on these rows);
 "gpu" is sized for 10 minutes on one H200 (the four whole training sets). Any profile value can be overridden
 from the command line (`--help`).
 """
