@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import load_tokenizer
+from tinybert_core.recipe import STUDENT_INITS
 
 from quality_report import PROFILES, TEACHER, add_run_arguments, general_student, report_augmenter, run_task
 from table import print_table
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--general-epochs", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--general-init", choices=STUDENT_INITS, default=None,
+                        help="the student general distillation starts from; default: the profile's (README's table: random)")
     add_run_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="write the points as JSON here")
     args = parser.parse_args()
@@ -69,6 +72,8 @@ def main() -> None:
     if any(epochs < 0 for epochs in args.general_epochs):
         parser.error("--general-epochs: a number of epochs is at least 0")
     profile = dataclasses.replace(PROFILES[args.profile], ablations={})
+    if args.general_init:
+        profile.general_init = args.general_init
     tokenizer = load_tokenizer(TEACHER)
     augmenter = report_augmenter(args, profile)
     points = []

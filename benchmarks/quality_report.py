@@ -3,9 +3,10 @@
     python benchmarks/quality_report.py [--profile cpu|gpu] [--tasks sst2 mrpc stsb cola] [--out results.json]
 
 Teacher: the packaged MiniLM (6 layers, 384 wide) fine-tuned on each task's training set. Student: half its depth
-and width (3 layers, 192 wide, FFN 768, 12 heads), general-distilled once on all the general text available
-offline (WikiText-2 from ../shared/data, gensim's Wikipedia extract and Lee corpus), then task-distilled with
-the pipeline's recipe on the training set augmented with GloVe 6B neighbours (the packaged `glove-6b-50d`; the
+and width (3 layers, 192 wide, FFN 768, 12 heads), started as a pruned copy of the teacher (`--general-init
+random`: at random, as the paper) and general-distilled once on all the general text available offline
+(WikiText-2 from ../shared/data, gensim's Wikipedia extract and Lee corpus), then task-distilled with the
+pipeline's recipe on the training set augmented with GloVe 6B neighbours (the packaged `glove-6b-50d`; the
 packaged teacher has no masked-LM head; `--masked-lm` adds one where a hub or a local copy exists).
 
 Per task it reports, on the whole dev set (scores x100, the GLUE task score: accuracy; mean of F1 and accuracy
@@ -23,7 +24,7 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
 - wall times of teacher fine-tuning, each distillation and evaluation.
 
 Profiles: "cpu" is sized for about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped,
-8 stage-1 epochs where they buy most; measured: 89 min on an AVX512-BF16 EPYC, which is about 1.25x slower than an
+8 stage-1 epochs where they buy most; measured: 89.9 min on an AVX512-BF16 EPYC, which is about 1.25x slower than an
 AVX512 + AMX Xeon and 2-2.5x faster than an AVX2-only EPYC on these rows);
 "gpu" is sized for 10 minutes on one H200 (the four whole training sets). Any profile value can be overridden
 from the command line (`--help`).
@@ -55,7 +56,7 @@ from tinybert_core.glue_metrics import SCORE
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.models import StudentShape, load_tokenizer
 from tinybert_core.recipe import (
-    encode_task, finetune, finetune_teacher, general_distill, projections_for_task, student_for_task, task_distill,
+    STUDENT_INITS, encode_task, finetune, finetune_teacher, general_distill, projections_for_task, student_for_task, task_distill,
 )
 from tinybert_core.teacher_cache import logit_cache
 from tinybert_core.teacher_targets import TEACHER_PRECISIONS, resolve_teacher_precision
@@ -122,6 +123,8 @@ class Profile:
     distill_precision: str = TrainConfig.precision
     teacher_precision: str = TrainConfig.teacher_precision
     ablations: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # task -> variant names
+    # The student general distillation starts from (recipe.STUDENT_INITS): a pruned copy of the teacher.
+    general_init: str = "teacher"
 
     def epochs(self, task: str) -> tuple[float, float]:
         """Task stage 1 and stage 2 epochs for `task`."""
@@ -150,6 +153,7 @@ OVERRIDES = {  # profile values settable from the command line, with their parse
     "corpus_sequences": lambda text: None if text == "all" else int(text),
     "general_epochs": float, "teacher_epochs": float, "n_aug": int, "stage1_epochs": float, "stage2_epochs": float,
     "stage1_schedule": lambda text: _one_of(text, SCHEDULES), "teacher_cache_mb": float,
+    "general_init": lambda text: _one_of(text, STUDENT_INITS),
     "distill_precision": lambda text: _one_of(text, STUDENT_PRECISIONS),
     "teacher_precision": lambda text: _one_of(text, TEACHER_PRECISIONS),
 }
@@ -221,7 +225,8 @@ def general_student(args, profile: Profile, tokenizer, timings: dict) -> Path:
     corpus = prepare_corpus(args.corpus, tokenizer, args.work_dir / "corpus", max_seq_length=128,
                             document_mode="line", max_sequences=profile.corpus_sequences)
     timings["corpus_sequences"] = len(corpus)
-    general = general_distill(TEACHER, corpus, STUDENT, train_config(profile.general_epochs, GENERAL_LR, args.seed), run_dir)
+    config = train_config(profile.general_epochs, GENERAL_LR, args.seed)
+    general = general_distill(TEACHER, corpus, STUDENT, config, run_dir, student_init=profile.general_init)
     general.student.save_pretrained(folder)
     save_projections(general.projections, folder)
     timings["general_distillation_resumed"] = resumed

@@ -1,5 +1,6 @@
-"""Stage 3: General TinyBERT: a fresh student mimics the general teacher on the general corpus (skipped when
-params name an existing General TinyBERT, `models.general_student`). W_e/W_h are saved beside the model."""
+"""Stage 3: General TinyBERT: a student mimics the general teacher on the general corpus (skipped when params
+name an existing General TinyBERT, `models.general_student`). It starts as a pruned copy of a BERT teacher or
+at random (`models.student.init`). W_e/W_h are saved beside the model."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def general_distill(params_file: str | None = None, overrides: dict[str, Any] | 
         config = train_config(s.params["general_distill"], s.params["seed"])
         result = general_distill_task(
             models["teacher"], corpus, student_shape(models), config, s.scratch_dir(), s.out_dir, models["layer_map"],
-            models["student"]["family"], models["attention_loss"],
+            models["student"]["family"], models["attention_loss"], models["student"]["init"],
         )
         write_general_pointer(s.out_dir, s.final_dir / "model", distilled_here=True)
         finish_training_stage(result, s.out_dir)

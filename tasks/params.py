@@ -120,8 +120,8 @@ def train_config(section: dict[str, Any], seed: int, **fixed: Any) -> TrainConfi
 
 
 def student_shape(models: dict[str, Any]) -> StudentShape:
-    """The student's numbers from models.student (its `family` is passed to `build_student` separately)."""
-    return StudentShape(**{k: v for k, v in models["student"].items() if k != "family"})
+    """The student's numbers from models.student (its `family` and `init` are passed on separately)."""
+    return StudentShape(**{k: v for k, v in models["student"].items() if k not in ("family", "init")})
 
 
 def seq_length(params: dict[str, Any], spec) -> int:

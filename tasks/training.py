@@ -89,12 +89,13 @@ def finetune_teacher_task(
 def general_distill_task(
     teacher: str, corpus: Dataset, shape: StudentShape, config: TrainConfig, run_dir: Path, out_dir: Path,
     layer_map: list[int] | None = None, student_family: str = "bert", attention_loss: bool = True,
+    student_init: str = "random",
 ) -> TrainResult:
-    get_run_logger().info("general distillation of %s into %s on %d sequences", teacher, shape, len(corpus))
+    get_run_logger().info("general distillation of %s into %s (init: %s) on %d sequences", teacher, shape, student_init, len(corpus))
     progress = TrainingProgress({"": planned_steps(config, len(corpus))})
     result = recipe.general_distill(
         teacher, corpus, shape, config, run_dir, layer_map=layer_map, on_log=progress, student_family=student_family,
-        attention_loss=attention_loss,
+        attention_loss=attention_loss, student_init=student_init,
     )
     save_projections(result.projections, save_model(result.student, teacher, out_dir))  # task stage 1 starts from them
     keep_logs(Path(run_dir), out_dir)

@@ -122,6 +122,7 @@ SCHEMA: dict[str, Any] = {
         "attention_loss": FLAG,
         "student": {
             "family": TEXT,
+            "init": Field(_choice("random", "teacher")),  # recipe.STUDENT_INITS
             "num_layers": POSITIVE_INT,
             "hidden_size": POSITIVE_INT,
             "intermediate_size": POSITIVE_INT,

@@ -26,7 +26,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tinybert_core.batching import encode_examples
+from tinybert_core.batching import encode_examples, padded_rows
 from tinybert_core.distiller import MetricsCallback, TrainConfig, TrainResult, train
 from tinybert_core.evaluation import evaluator
 from tinybert_core.general_student import load_projections
@@ -35,11 +35,15 @@ from tinybert_core.layer_map import build_layer_map
 from tinybert_core.losses import Projections
 from tinybert_core.models import Head, StudentShape, build_student, load_model
 from tinybert_core.objectives import DistillationObjective
+from tinybert_core.student_init import copy_from_teacher
 from tinybert_core.teacher_cache import compute_teacher_logits, logit_cache
 from tinybert_core.vocabulary import VocabularyError
 from tinybert_core.threads import GLOBAL_RNG
 
 log = logging.getLogger(__name__)
+
+STUDENT_INITS = ("random", "teacher")  # general distillation's starting student: see general_distill
+CALIBRATION_ROWS = 64  # corpus rows on which a pruned copy ranks the teacher's channels
 
 
 def head_for(task: TaskSpec) -> Head:
@@ -108,14 +112,25 @@ def general_distill(
     on_log: MetricsCallback | None = None,
     student_family: str = "bert",
     attention_loss: bool = True,
+    student_init: str = "random",
 ) -> TrainResult:
     """General distillation: a fresh student mimics the general teacher's layers on a general corpus.
 
+    `student_init`: "random" (the paper) or "teacher": the student starts as a pruned copy of a BERT teacher
+    (`student_init.copy_from_teacher`, channels ranked on the corpus' first rows), W_e/W_h as the channels' selection.
     The result's `projections` (W_e/W_h) belong with the General TinyBERT: `general_student.save_projections`.
     """
+    if student_init not in STUDENT_INITS:
+        raise ValueError(f"student_init {student_init!r}: expected one of {', '.join(STUDENT_INITS)}")
     teacher = load_model(teacher_source, head="none")
     student = build_student(shape, teacher.config, head="none", seed=config.seed, family=student_family)
-    objective = _intermediate_objective("general", student, teacher, layer_map, attention_loss=attention_loss)
+    projections = None
+    if student_init == "teacher":
+        teacher_of = build_layer_map(student.config, teacher.config, layer_map, attention_loss=attention_loss).teacher_of
+        calibration = [padded_rows(corpus, range(start, min(start + 16, len(corpus))))
+                       for start in range(0, min(CALIBRATION_ROWS, len(corpus)), 16)]
+        projections = copy_from_teacher(student, teacher, calibration, teacher_of)
+    objective = _intermediate_objective("general", student, teacher, layer_map, projections, attention_loss)
     return train(objective, corpus, config, run_dir, teacher=teacher, on_log=on_log)
 
 

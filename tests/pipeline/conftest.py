@@ -17,7 +17,7 @@ TINY_PARAMS = {
     "data.max_train_examples": 48,
     "data.max_dev_examples": 24,
     "data.max_seq_length": 48,
-    "models.student": {"family": "bert", "num_layers": 3, "hidden_size": 48, "intermediate_size": 96, "num_heads": 12},
+    "models.student": {"family": "bert", "init": "teacher", "num_layers": 3, "hidden_size": 48, "intermediate_size": 96, "num_heads": 12},
     "prepare_corpus.max_sequences": 48,
     "prepare_corpus.max_seq_length": 64,
     "general_distill.epochs": 1.0,

@@ -33,6 +33,7 @@ def test_the_projects_own_params_are_valid():
         ({"augment.p_t": 1.5}, "augment.p_t: must be <= 1"),
         ({"augment.task_runner": "celery"}, "augment.task_runner: must be one of"),
         ({"task_distill.stage1.schedule": "cosine"}, "task_distill.stage1.schedule: must be one of ['linear', 'constant']"),
+        ({"models.student.init": "pruned"}, "models.student.init: must be one of ['random', 'teacher']"),
         ({"augment.pair_sides": "all"}, "augment.pair_sides: must be one of ['one', 'both']"),
         ({"tasks": ["sst3"]}, "tasks: unknown task 'sst3'"),
         ({"tasks": ["sst2"]}, "data.glue_dir: task 'sst2' needs a classic glue_data folder"),
