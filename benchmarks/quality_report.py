@@ -15,7 +15,8 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
   bootstrap interval, and the same student shape trained on the labels alone ("no distillation");
 - one row per choice where we differ from, or choose within, the reference code: task stage 1 with the other
   learning-rate schedule (warmup + decay against the reference's constant rate); stage 1 with fresh W_e/W_h
-  instead of general distillation's; for sentence pairs, 64 tokens instead of 128, and augmented copies that
+  instead of general distillation's; distillation with the student config's dropout (0.1, the reference's)
+  instead of none; for sentence pairs, 64 tokens instead of 128, and augmented copies that
   change both texts at once instead of one (the reference's). Each row's difference from the student is marked
   * where its paired bootstrap interval excludes 0;
 - how often the teacher keeps its prediction on an augmented copy (classification; the mean change of its
@@ -24,8 +25,9 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
 - wall times of teacher fine-tuning, each distillation and evaluation.
 
 Profiles: "cpu" is sized for about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped,
-8 stage-1 epochs where they buy most; measured: 89.9 min on an AVX512-BF16 EPYC, which is about 1.25x slower than an
-AVX512 + AMX Xeon and 2-2.5x faster than an AVX2-only EPYC on these rows);
+8 stage-1 epochs where they buy most; measured: 95.8 min on an AVX512-BF16 EPYC 1.16x slower than the one where the
+same profile with dropout took 89.9 min, which is about 1.25x slower than an AVX512 + AMX Xeon and 2-2.5x faster
+than an AVX2-only EPYC on these rows);
 "gpu" is sized for 10 minutes on one H200 (the four whole training sets). Any profile value can be overridden
 from the command line (`--help`).
 """
@@ -89,6 +91,7 @@ class Variant:
     other_schedule: bool = False
     pair_length: int | None = None  # tokens for sentence pairs; None: the task's own (128)
     pair_sides: str = "one"  # texts of a pair that one augmented copy changes (AugmentConfig.pair_sides)
+    reference_dropout: bool = False  # distil with the student config's dropout (0.1), as the reference code
 
     def applies_to(self, pairs: bool) -> bool:
         return pairs or (self.pair_length is None and self.pair_sides == "one")  # the pair rows need pairs
@@ -98,6 +101,7 @@ STUDENT_VARIANT = Variant("student")
 ABLATIONS = (
     Variant("other stage-1 schedule", other_schedule=True),
     Variant("fresh W_e/W_h", carry_projections=False),
+    Variant("dropout 0.1", reference_dropout=True),
     Variant("pairs at 64 tokens", pair_length=64),
     Variant("pairs changed on both sides", pair_sides="both"),
 )
@@ -122,6 +126,9 @@ class Profile:
     # fine-tuning and general distillation keep TrainConfig's defaults, so their runs are shared across settings.
     distill_precision: str = TrainConfig.precision
     teacher_precision: str = TrainConfig.teacher_precision
+    # The student's dropout in both task-distillation stages (TrainConfig.dropout, the pipeline's default); the
+    # "dropout 0.1" row runs the student config's own, as the reference code. None: the config's in the student row too.
+    distill_dropout: float | None = 0.0
     ablations: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # task -> variant names
     # The student general distillation starts from (recipe.STUDENT_INITS): a pruned copy of the teacher.
     general_init: str = "teacher"
@@ -140,7 +147,7 @@ PROFILES = {
     "cpu": Profile(train_examples={"sst2": 4000}, corpus_sequences=None, general_epochs=2, teacher_epochs=3,
                    n_aug=2, stage1_epochs=2, stage2_epochs=2,
                    task_epochs={"mrpc": (8, 2), "stsb": (8, 2), "cola": (8, 8)}, teacher_cache_mb=12000,
-                   ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h")}),
+                   ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h", "dropout 0.1")}),
     # Sized, not yet measured (no GPU lent so far), from about 15 ms per step of 32 rows for these small models on
     # one H200: about 35k steps in 10 minutes. Whole training sets; SST-2's 67k rows bound the copies and epochs.
     "gpu": Profile(train_examples={}, corpus_sequences=None, general_epochs=10, teacher_epochs=3,
@@ -156,6 +163,7 @@ OVERRIDES = {  # profile values settable from the command line, with their parse
     "general_init": lambda text: _one_of(text, STUDENT_INITS),
     "distill_precision": lambda text: _one_of(text, STUDENT_PRECISIONS),
     "teacher_precision": lambda text: _one_of(text, TEACHER_PRECISIONS),
+    "distill_dropout": lambda text: None if text == "config" else float(text),
 }
 STUDENT_PRECISIONS = ("auto", "bf16", "fp32")  # what distiller._autocast accepts; checked here before any training
 
@@ -197,14 +205,19 @@ def task_teacher(task, train, args, profile: Profile):
     return finetune_teacher(TEACHER, task, train, None, config, args.work_dir / task.name / "teacher")
 
 
-def stage1_config(profile: Profile, epochs: float, schedule: str, seed: int) -> TrainConfig:
+def stage1_config(profile: Profile, epochs: float, schedule: str, seed: int, variant: Variant | None = None) -> TrainConfig:
     return train_config(epochs, STAGE1_LR, seed, schedule=schedule, teacher_cache_mb=profile.teacher_cache_mb,
-                        precision=profile.distill_precision, teacher_precision=profile.teacher_precision)
+                        **distill_settings(profile, variant))
 
 
-def stage2_config(profile: Profile, epochs: float, learning_rate: float, seed: int) -> TrainConfig:
-    return train_config(epochs, learning_rate, seed, precision=profile.distill_precision,
-                        teacher_precision=profile.teacher_precision)
+def stage2_config(profile: Profile, epochs: float, learning_rate: float, seed: int, variant: Variant | None = None) -> TrainConfig:
+    return train_config(epochs, learning_rate, seed, **distill_settings(profile, variant))
+
+
+def distill_settings(profile: Profile, variant: Variant | None) -> dict:
+    """The TrainConfig values both task-distillation stages take from the profile (and the variant's dropout)."""
+    dropout = None if variant is not None and variant.reference_dropout else profile.distill_dropout
+    return dict(precision=profile.distill_precision, teacher_precision=profile.teacher_precision, dropout=dropout)
 
 
 def logit_cache_dir(task_dir: Path, length: int, pair_sides: str) -> Path:
@@ -275,13 +288,13 @@ def run_task(name: str, args, profile: Profile, general: Path, tokenizer, augmen
 
     other_schedule = {"linear": "constant", "constant": "linear"}[profile.stage1_schedule]
     stage1_epochs, stage2_epochs = profile.epochs(name)
-    stage2 = stage2_config(profile, stage2_epochs, STAGE2_LR, args.seed)
     augmented_teacher = {}
     for variant in variants:
         length = variant.pair_length or task.max_seq_length
         augmented = encoded[length]["augmented", variant.pair_sides]
         schedule = other_schedule if variant.other_schedule else profile.stage1_schedule
-        stage1 = stage1_config(profile, stage1_epochs, schedule, args.seed)
+        stage1 = stage1_config(profile, stage1_epochs, schedule, args.seed, variant)
+        stage2 = stage2_config(profile, stage2_epochs, STAGE2_LR, args.seed, variant)
         student = student_for_task(task, teacher, general, STUDENT, args.seed)
         projections = projections_for_task(general, student, teacher) if variant.carry_projections else None
         cache = logit_cache_dir(work, length, variant.pair_sides)

@@ -31,7 +31,9 @@ class Field:
     optional: bool = False  # null allowed
 
 
-def _number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False) -> Check:
+def _number(
+    kind: type, low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False
+) -> Check:
     def check(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
             return f"must be {'a number' if kind is float else 'an integer'}, got {value!r}"
@@ -39,8 +41,8 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
             return f"must be finite, got {value!r}"
         if low is not None and (value <= low if low_open else value < low):
             return f"must be {'>' if low_open else '>='} {low}, got {value!r}"
-        if high is not None and value > high:
-            return f"must be <= {high}, got {value!r}"
+        if high is not None and (value >= high if high_open else value > high):
+            return f"must be {'<' if high_open else '<='} {high}, got {value!r}"
         return None
 
     return check
@@ -91,6 +93,7 @@ TRAINING = {  # the keys of every training section (general_distill, finetune_te
     "weight_decay": Field(_number(float, 0)),
     "max_grad_norm": POSITIVE_FLOAT,
     "save_every": Field(_number(int, 0)),
+    "dropout": Field(_number(float, 0, 1, high_open=True), optional=True),  # null: the model config's
 }
 
 EVAL_EVERY = Field(_number(int, 0))  # for the sections that train against labelled dev data

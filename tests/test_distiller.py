@@ -244,3 +244,25 @@ def test_trainings_in_threads_give_the_weights_each_gives_alone(tmp_path):
         together = list(pool.map(finetune, ["thread-1", "thread-2"], [1, 2]))
     for one, other in zip(alone, together):
         assert all(torch.equal(one[key], other[key]) for key in one)
+
+
+def test_a_runs_dropout_setting_trains_as_a_student_of_that_dropout_and_is_restored_after(tmp_path):
+    """TrainConfig.dropout=0 on a student whose config says 0.1 trains exactly as a student built with 0; the
+    config's rate is back afterwards, and without the setting the same student trains differently."""
+    teacher = make_teacher().eval()
+    data = make_dataset()
+
+    def trained(student, dropout, folder):
+        config = TrainConfig(num_epochs=2, batch_size=8, learning_rate=2e-3, save_every=0, dropout=dropout)
+        train(objective_for("task_intermediate", student, teacher), data, config, tmp_path / folder, teacher=teacher)
+        return student.state_dict()
+
+    without = trained(make_student(dropout=0.0), None, "built_without")
+    switched_off = make_student(dropout=0.1)
+    off = trained(switched_off, 0.0, "switched_off")
+    kept = trained(make_student(dropout=0.1), None, "kept")
+    for name, value in without.items():
+        torch.testing.assert_close(off[name], value, rtol=0, atol=0)
+    assert any(not torch.equal(kept[name], value) for name, value in without.items())
+    rates = {m.p for m in switched_off.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.1}

@@ -17,6 +17,7 @@ from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_p
 from tinybert_core import recipe
 from tinybert_core.batching import ROW_INDEX
 from tinybert_core.distiller import TrainConfig
+from tinybert_core.dropout import dropout_rate
 from tinybert_core.families import FamilyError, family_of, model_inputs, num_layers, prepare
 from tinybert_core.glue_tasks import get_task
 from tinybert_core.layer_map import LayerMapError, build_layer_map
@@ -302,3 +303,27 @@ def test_token_types_reach_only_models_that_have_them(saved_teachers):
 def test_a_label_mismatch_is_still_reported_for_every_family(saved_teachers):
     with pytest.raises(ModelLoadError, match="does not fit a model with a classification head with 2 labels"):
         load_model(saved_teachers["mpnet"], head="classification", labels=["x", "y"])
+
+
+# ModernBERT's rates default to 0; the other families' to 0.1.
+DROPOUT_ON = {"modernbert": dict(attention_dropout=0.1, embedding_dropout=0.1, mlp_dropout=0.1, classifier_dropout=0.1)}
+
+
+@pytest.mark.parametrize("case,model_type,overrides", CASES, ids=IDS)
+def test_dropout_rate_zero_turns_off_every_dropout_of_each_family(case, model_type, overrides):
+    """Some families keep rates in nn.Dropout modules, ModernBERT's attention in a float read at forward time:
+    with the rate set to 0, a model in training mode gives the same output twice; after the block, not."""
+    torch.manual_seed(0)
+    config = tiny_config(model_type, {**overrides, **DROPOUT_ON.get(model_type, {})})
+    config.num_labels = 3
+    model = prepare(AutoModelForSequenceClassification.from_config(config)).train()
+    batch = model_inputs(model, padded_batch(config.pad_token_id or 0))
+
+    def twice_equal() -> bool:
+        with torch.no_grad():
+            return torch.equal(model(**batch).logits, model(**batch).logits)
+
+    assert not twice_equal()
+    with dropout_rate(model, 0.0):
+        assert twice_equal()
+    assert not twice_equal()

@@ -37,6 +37,7 @@ from transformers import PreTrainedModel
 
 from tinybert_core.batching import ROW_INDEX, BucketedBatchSampler, batch_counts, pad_batch, sequence_lengths
 from tinybert_core.checkpoint import CheckpointError, TrainingState, capture_rng, latest_checkpoint, load_checkpoint, save_checkpoint
+from tinybert_core.dropout import dropout_rate
 from tinybert_core.distributed import Topology, barrier, gather_to_main, init_topology, process_seed, sum_across_processes
 from tinybert_core.objectives import INTERMEDIATE_MODES, DistillationObjective
 from tinybert_core.teacher_targets import CachedLogits, IntermediateCache, LiveTeacher, TeacherTargets
@@ -71,6 +72,9 @@ class TrainConfig:
     # tests/test_quality.py's student lost 1.9 points of SST-2 accuracy with it: 0.740 against 0.759); or "auto":
     # bf16 where the device has native bf16 (CUDA Ampere+, CPU with AVX512-BF16 or AMX). teacher_targets.py.
     teacher_precision: str = "fp32"
+    # The student's dropout while it trains (dropout.py): None keeps its config's (the reference code's 0.1); 0.0
+    # turns it off, as task distillation's defaults do (README, "Dropout while distilling").
+    dropout: float | None = None
     # Intermediate modes: keep the teacher's hidden states and scores from their first computation, up to this
     # many MB per process (0: the teacher runs on every batch). teacher_cache_dir: None keeps them in memory;
     # a folder keeps them in memory-mapped files there (a disk budget), removed when training ends.
@@ -200,74 +204,75 @@ def train(
     autocast = _autocast(config.precision, topology.device)
 
     # -- the loop ---------------------------------------------------------------------------------------------
-    objective.train()
-    progress = tqdm(total=total_steps, initial=state.step, desc=objective.mode, disable=not topology.is_main)
-    step_losses: dict[str, torch.Tensor] = {}  # summed over the micro-batches of the current step
-    window: dict[str, float] = {}  # per-step records summed since the last progress/log callback
-    window_steps, window_examples, window_start = 0, 0, time.perf_counter()
-    final_losses: dict[str, float] = {}
-    eval_metrics: dict[str, float] = {}
-    while state.step < total_steps:
-        sampler.set_position(state.epoch, state.batches_in_epoch)
-        global_batches = sampler.global_batches()
-        for batch in loader:  # this process's share of global_batches[state.batches_in_epoch]
-            batch = {k: v.to(topology.device, non_blocking=True) for k, v in batch.items()}
-            global_batch = global_batches[state.batches_in_epoch]
-            step_start = state.batches_in_epoch - state.batches_in_epoch % accumulation
-            counts = batch_counts(lengths, itertools.chain(*global_batches[step_start : step_start + accumulation]))
-            # DDP averages gradients over processes; the losses are already divided by global counts.
-            weight = 0.0 if sampler.is_placeholder(global_batch) else float(topology.world_size)
-            state.batches_in_epoch += 1
-            boundary = state.batches_in_epoch % accumulation == 0 or state.batches_in_epoch == micro_batches_per_epoch
-            sync = contextlib.nullcontext() if boundary or not topology.distributed else model.no_sync()
-            with sync:
-                teacher_out = targets(batch) if targets is not None else None
-                with autocast:
-                    losses = model(batch, teacher_out, counts)
-                (losses["loss"] * weight).backward()
-            for key, value in losses.items():
-                step_losses[key] = step_losses.get(key, 0.0) + value.detach() * (weight > 0)
-            window_examples += len(global_batch)
-            if not boundary:
-                continue
+    with dropout_rate(objective.student, config.dropout):
+        objective.train()
+        progress = tqdm(total=total_steps, initial=state.step, desc=objective.mode, disable=not topology.is_main)
+        step_losses: dict[str, torch.Tensor] = {}  # summed over the micro-batches of the current step
+        window: dict[str, float] = {}  # per-step records summed since the last progress/log callback
+        window_steps, window_examples, window_start = 0, 0, time.perf_counter()
+        final_losses: dict[str, float] = {}
+        eval_metrics: dict[str, float] = {}
+        while state.step < total_steps:
+            sampler.set_position(state.epoch, state.batches_in_epoch)
+            global_batches = sampler.global_batches()
+            for batch in loader:  # this process's share of global_batches[state.batches_in_epoch]
+                batch = {k: v.to(topology.device, non_blocking=True) for k, v in batch.items()}
+                global_batch = global_batches[state.batches_in_epoch]
+                step_start = state.batches_in_epoch - state.batches_in_epoch % accumulation
+                counts = batch_counts(lengths, itertools.chain(*global_batches[step_start : step_start + accumulation]))
+                # DDP averages gradients over processes; the losses are already divided by global counts.
+                weight = 0.0 if sampler.is_placeholder(global_batch) else float(topology.world_size)
+                state.batches_in_epoch += 1
+                boundary = state.batches_in_epoch % accumulation == 0 or state.batches_in_epoch == micro_batches_per_epoch
+                sync = contextlib.nullcontext() if boundary or not topology.distributed else model.no_sync()
+                with sync:
+                    teacher_out = targets(batch) if targets is not None else None
+                    with autocast:
+                        losses = model(batch, teacher_out, counts)
+                    (losses["loss"] * weight).backward()
+                for key, value in losses.items():
+                    step_losses[key] = step_losses.get(key, 0.0) + value.detach() * (weight > 0)
+                window_examples += len(global_batch)
+                if not boundary:
+                    continue
 
-            # One optimizer step.
-            lr = config.learning_rate * (1.0 if constant else linear_schedule(state.step, warmup_steps, total_steps))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            progress.update(1)
+                # One optimizer step.
+                lr = config.learning_rate * (1.0 if constant else linear_schedule(state.step, warmup_steps, total_steps))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                progress.update(1)
 
-            # Per-step record, then a windowed average for the progress bar and the metrics callback.
-            record = sum_across_processes({k: float(v) for k, v in step_losses.items()}, topology)
-            record.update(lr=lr, grad_norm=float(grad_norm))
-            step_losses = {}
-            if topology.is_main:
-                _append_log(log_path, {"step": state.step, "epoch": state.epoch, **record})
-            for key, value in record.items():
-                window[key] = window.get(key, 0.0) + value
-            window_steps += 1
-            if state.step % config.log_every == 0 or state.step == total_steps:
-                final_losses = {k: v / window_steps for k, v in window.items()}
-                final_losses["examples_per_s"] = window_examples / max(time.perf_counter() - window_start, 1e-9)
+                # Per-step record, then a windowed average for the progress bar and the metrics callback.
+                record = sum_across_processes({k: float(v) for k, v in step_losses.items()}, topology)
+                record.update(lr=lr, grad_norm=float(grad_norm))
+                step_losses = {}
                 if topology.is_main:
-                    progress.set_postfix(loss=f"{final_losses['loss']:.4f}")
-                    if on_log:
-                        on_log({f"train/{k}": v for k, v in final_losses.items()}, state.step)
-                window, window_steps, window_examples, window_start = {}, 0, 0, time.perf_counter()
+                    _append_log(log_path, {"step": state.step, "epoch": state.epoch, **record})
+                for key, value in record.items():
+                    window[key] = window.get(key, 0.0) + value
+                window_steps += 1
+                if state.step % config.log_every == 0 or state.step == total_steps:
+                    final_losses = {k: v / window_steps for k, v in window.items()}
+                    final_losses["examples_per_s"] = window_examples / max(time.perf_counter() - window_start, 1e-9)
+                    if topology.is_main:
+                        progress.set_postfix(loss=f"{final_losses['loss']:.4f}")
+                        if on_log:
+                            on_log({f"train/{k}": v for k, v in final_losses.items()}, state.step)
+                    window, window_steps, window_examples, window_start = {}, 0, 0, time.perf_counter()
 
-            if evaluate and config.eval_every and state.step % config.eval_every == 0 and state.step < total_steps:
-                eval_metrics = _run_eval(evaluate, objective, topology, state.step, run_dir, on_log)
-            if config.save_every and state.step % config.save_every == 0 and state.step < total_steps:
-                _save(run_dir, objective, optimizer, state, config, topology)
-            if state.step >= total_steps:
-                break
-        else:
-            state.epoch += 1
-            state.batches_in_epoch = 0
+                if evaluate and config.eval_every and state.step % config.eval_every == 0 and state.step < total_steps:
+                    eval_metrics = _run_eval(evaluate, objective, topology, state.step, run_dir, on_log)
+                if config.save_every and state.step % config.save_every == 0 and state.step < total_steps:
+                    _save(run_dir, objective, optimizer, state, config, topology)
+                if state.step >= total_steps:
+                    break
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
     progress.close()
     if isinstance(targets, IntermediateCache):
         log.info("teacher cache: %d batches read from the cache, %d computed", targets.hits, targets.misses)

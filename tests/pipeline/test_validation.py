@@ -33,6 +33,8 @@ def test_the_projects_own_params_are_valid():
         ({"augment.p_t": 1.5}, "augment.p_t: must be <= 1"),
         ({"augment.task_runner": "celery"}, "augment.task_runner: must be one of"),
         ({"task_distill.stage1.schedule": "cosine"}, "task_distill.stage1.schedule: must be one of ['linear', 'constant']"),
+        ({"task_distill.stage1.dropout": 1.0}, "task_distill.stage1.dropout: must be < 1, got 1.0"),
+        ({"general_distill.dropout": "off"}, "general_distill.dropout: must be a number, got 'off'"),
         ({"models.student.init": "pruned"}, "models.student.init: must be one of ['random', 'teacher']"),
         ({"augment.pair_sides": "all"}, "augment.pair_sides: must be one of ['one', 'both']"),
         ({"tasks": ["sst3"]}, "tasks: unknown task 'sst3'"),
@@ -64,7 +66,7 @@ def test_every_problem_is_listed_at_once_and_unknown_keys_are_rejected(params_fi
         load_params(params_file)
     assert error.value.problems == [
         "finetune_teacher.epochz: unknown parameter (known here: epochs, batch_size, learning_rate, warmup_proportion, "
-        "weight_decay, max_grad_norm, save_every, eval_every)",
+        "weight_decay, max_grad_norm, save_every, dropout, eval_every)",
         "finetune_teacher.epochs: must be > 0, got 0",
         "export.alias: must be set (null is not allowed here)",
     ]
