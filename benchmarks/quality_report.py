@@ -51,6 +51,7 @@ from tinybert_core.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, paire
 from tinybert_core.comparison import score_split, scores_summary
 from tinybert_core.corpus import prepare_corpus
 from tinybert_core.distiller import SCHEDULES, TrainConfig
+from tinybert_core.dropout import check_dropout
 from tinybert_core.evaluation import predict_logits
 from tinybert_core.general_student import save_projections
 from tinybert_core.glue_data import load_glue_split
@@ -163,7 +164,7 @@ OVERRIDES = {  # profile values settable from the command line, with their parse
     "general_init": lambda text: _one_of(text, STUDENT_INITS),
     "distill_precision": lambda text: _one_of(text, STUDENT_PRECISIONS),
     "teacher_precision": lambda text: _one_of(text, TEACHER_PRECISIONS),
-    "distill_dropout": lambda text: None if text == "config" else float(text),
+    "distill_dropout": lambda text: _dropout(text),
 }
 STUDENT_PRECISIONS = ("auto", "bf16", "fp32")  # what distiller._autocast accepts; checked here before any training
 
@@ -172,6 +173,16 @@ def _one_of(text: str, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}")
     return text
+
+
+def _dropout(text: str) -> float | None:
+    """--distill-dropout: a rate, or "config" for the student config's own; checked before anything trains."""
+    rate = None if text == "config" else float(text)
+    try:
+        check_dropout(rate)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return rate
 
 
 def _epoch_pair(text: str) -> tuple[float, float]:

@@ -266,5 +266,8 @@ def test_a_runs_dropout_setting_trains_as_a_student_of_that_dropout_and_is_resto
     assert any(not torch.equal(kept[name], value) for name, value in without.items())
     rates = {m.p for m in switched_off.modules() if isinstance(m, torch.nn.Dropout)}
     assert rates == {0.1}
+
+
+def test_a_dropout_outside_0_to_1_is_refused_when_the_config_is_made():
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
         TrainConfig(dropout=1.0)

@@ -37,7 +37,7 @@ from transformers import PreTrainedModel
 
 from tinybert_core.batching import ROW_INDEX, BucketedBatchSampler, batch_counts, pad_batch, sequence_lengths
 from tinybert_core.checkpoint import CheckpointError, TrainingState, capture_rng, latest_checkpoint, load_checkpoint, save_checkpoint
-from tinybert_core.dropout import dropout_rate
+from tinybert_core.dropout import check_dropout, dropout_rate
 from tinybert_core.distributed import Topology, barrier, gather_to_main, init_topology, process_seed, sum_across_processes
 from tinybert_core.objectives import INTERMEDIATE_MODES, DistillationObjective
 from tinybert_core.teacher_targets import CachedLogits, IntermediateCache, LiveTeacher, TeacherTargets
@@ -90,8 +90,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1) or None (the model config's), got {self.dropout!r}")
+        check_dropout(self.dropout)
 
 
 @dataclass

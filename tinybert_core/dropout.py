@@ -20,14 +20,19 @@ from typing import Iterator
 from torch import nn
 
 
+def check_dropout(rate: float | None) -> None:
+    """A dropout setting is a rate in [0, 1) or None (the model config's own)."""
+    if rate is not None and not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must be in [0, 1) or None (the model config's), got {rate!r}")
+
+
 @contextlib.contextmanager
 def dropout_rate(model: nn.Module, rate: float | None) -> Iterator[None]:
     """Every dropout probability in `model` set to `rate` inside the block (None: left as it is)."""
     if rate is None:
         yield
         return
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout rate {rate} is not in [0, 1)")
+    check_dropout(rate)
     saved: list[tuple[nn.Module, str, float]] = []
     for module in model.modules():
         names = ["p"] if isinstance(module, nn.Dropout) else []
