@@ -34,7 +34,7 @@ from tinybert_core.recipe import (
 from tinybert_core.teacher_cache import logit_cache
 
 from quality_report import (
-    PROFILES, STAGE2_LR, STUDENT, STUDENT_VARIANT, TEACHER, add_run_arguments, general_student, logit_cache_dir,
+    PROFILES, STAGE2_LR, STUDENT, STUDENT_VARIANT, TEACHER, add_run_arguments, augmenter_for, general_student, logit_cache_dir,
     report_augmenter, stage1_config, stage2_config, task_teacher,
 )
 from table import print_table
@@ -107,7 +107,8 @@ def main() -> None:
     tokenizer = load_tokenizer(TEACHER)
     general = general_student(args, profile, tokenizer, {})
     raw_train = load_glue_split(task, args.glue_dir, "train", limit=profile.train_examples.get(task.name))
-    augmented = encode_task(report_augmenter(args, profile).augment_dataset(raw_train), tokenizer, task, task.max_seq_length)
+    augmenter = augmenter_for(report_augmenter(args, profile), n_aug=profile.task_n_aug.get(task.name))
+    augmented = encode_task(augmenter.augment_dataset(raw_train), tokenizer, task, task.max_seq_length)
     train = encode_task(raw_train, tokenizer, task, task.max_seq_length)
     dev = encode_task(load_glue_split(task, args.glue_dir, task.dev_splits[0]), tokenizer, task, task.max_seq_length)
     labels, train_labels = np.asarray(dev["labels"]), np.asarray(train["labels"])
