@@ -151,7 +151,8 @@ PROFILES = {
     # pair copy changed (quality_cpu_2x2.json) are no longer run by default.
     "cpu": Profile(train_examples={"sst2": 4000}, corpus_sequences=None, general_epochs=2, teacher_epochs=3,
                    n_aug=2, stage1_epochs=2, stage2_epochs=2,
-                   task_epochs={"mrpc": (8, 2), "stsb": (8, 2), "cola": (8, 8)}, teacher_cache_mb=12000,
+                   task_epochs={"mrpc": (8, 2), "stsb": (8, 2), "cola": (8, 8)}, task_n_aug={"sst2": 4, "cola": 4},
+                   teacher_cache_mb=12000,
                    ablations={"sst2": ("other stage-1 schedule", "fresh W_e/W_h", "dropout 0.1")}),
     # Sized, not yet measured (no GPU lent so far), from about 15 ms per step of 32 rows for these small models on
     # one H200: about 35k steps in 10 minutes. Whole training sets; SST-2's 67k rows bound the copies and epochs.
