@@ -25,9 +25,9 @@ for MRPC; mean of Pearson and Spearman for STS-B; MCC for CoLA):
 - wall times of teacher fine-tuning, each distillation and evaluation.
 
 Profiles: "cpu" is sized for about 90 minutes on 2 cores (whole MRPC, STS-B and CoLA training sets, SST-2 capped,
-8 stage-1 epochs where they buy most; measured: 95.8 min on an AVX512-BF16 EPYC 1.16x slower than the one where the
-same profile with dropout took 89.9 min, which is about 1.25x slower than an AVX512 + AMX Xeon and 2-2.5x faster
-than an AVX2-only EPYC on these rows);
+8 stage-1 epochs where they buy most, 4 augmented copies for the short-sentence tasks; measured: 82.3 min on an
+AVX512 + AMX Xeon; with 2 copies everywhere it took 95.8 min on an AVX512-BF16 EPYC, whose kind is about 1.25-1.4x
+slower than the Xeon and 2-2.5x faster than an AVX2-only EPYC on these rows);
 "gpu" is sized for 10 minutes on one H200 (the four whole training sets). Any profile value can be overridden
 from the command line (`--help`).
 """
@@ -148,7 +148,8 @@ PROFILES = {
     # (README: CoLA 45.6% -> 87.9% retention at 8 + 8; benchmarks/stage_epochs.py: stage 1's epochs pay on MRPC and
     # STS-B, where more stage-2 epochs cost points, and stage 2's on CoLA) and the ablations run on SST-2, the
     # largest dev set. 64 tokens for MRPC's pairs (measured three times, never significant) and both texts of a
-    # pair copy changed (quality_cpu_2x2.json) are no longer run by default.
+    # pair copy changed (quality_cpu_2x2.json) are no longer run by default. SST-2's and CoLA's short rows take 4
+    # augmented copies (README "How many augmented copies": +0.9 and +2.2 over 2); MRPC's 4 would outgrow the cache.
     "cpu": Profile(train_examples={"sst2": 4000}, corpus_sequences=None, general_epochs=2, teacher_epochs=3,
                    n_aug=2, stage1_epochs=2, stage2_epochs=2,
                    task_epochs={"mrpc": (8, 2), "stsb": (8, 2), "cola": (8, 8)}, task_n_aug={"sst2": 4, "cola": 4},
