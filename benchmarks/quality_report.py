@@ -165,7 +165,8 @@ PROFILES = {
 
 OVERRIDES = {  # profile values settable from the command line, with their parsers
     "corpus_sequences": lambda text: None if text == "all" else int(text),
-    "general_epochs": float, "teacher_epochs": float, "n_aug": int, "stage1_epochs": float, "stage2_epochs": float,
+    "general_epochs": float, "teacher_epochs": float, "n_aug": lambda text: _copies(text), "stage1_epochs": float,
+    "stage2_epochs": float,
     "stage1_schedule": lambda text: _one_of(text, SCHEDULES), "teacher_cache_mb": float,
     "general_init": lambda text: _one_of(text, STUDENT_INITS),
     "distill_precision": lambda text: _one_of(text, STUDENT_PRECISIONS),
@@ -191,6 +192,16 @@ def _dropout(text: str) -> float | None:
     return rate
 
 
+def _copies(text: str) -> int:
+    """--n-aug / --task-n-aug: augmented copies per row, checked by AugmentConfig before anything trains."""
+    try:
+        copies = int(text)
+        AugmentConfig(n_aug=copies)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return copies
+
+
 def _epoch_pair(text: str) -> tuple[float, float]:
     stage1, sep, stage2 = text.partition(",")
     if not sep:
@@ -207,7 +218,7 @@ def _per_task(parser, flag: str, items: list[str], parse) -> dict:
             parser.error(f"{flag} {item!r}: expected TASK=VALUE")
         try:
             out[get_task(task).name] = parse(value)
-        except ValueError as error:
+        except (ValueError, argparse.ArgumentTypeError) as error:
             parser.error(f"{flag} {item!r}: {error}")
     return out
 
@@ -461,7 +472,7 @@ def main() -> None:
     parser.add_argument("--task-epochs", nargs="+", default=None, metavar="TASK=S1,S2",
                         help="overrides the profile's per-task stage 1 and stage 2 epochs")
     parser.add_argument("--task-n-aug", nargs="+", default=None, metavar="TASK=N",
-                        help="augmented copies per row for these tasks (the others: the profile's n_aug)")
+                        help="augmented copies per row for these tasks (the others: the profile's n_aug, or --n-aug's)")
     parser.add_argument("--ablations", nargs="+", default=None, metavar="TASK=ROW[,ROW]",
                         help=f"overrides which ablation rows run on which task ('none': no ablation rows); rows: {', '.join(ALL_ABLATIONS)}")
     args = parser.parse_args()
@@ -478,8 +489,10 @@ def main() -> None:
         profile.task_epochs = {}  # the epochs given are every task's, unless --task-epochs says otherwise
     if args.task_epochs:
         profile.task_epochs = _per_task(parser, "--task-epochs", args.task_epochs, _epoch_pair)
+    if args.n_aug is not None:
+        profile.task_n_aug = {}  # the copies given are every task's, unless --task-n-aug says otherwise
     if args.task_n_aug:
-        profile.task_n_aug = _per_task(parser, "--task-n-aug", args.task_n_aug, int)
+        profile.task_n_aug = _per_task(parser, "--task-n-aug", args.task_n_aug, _copies)
     if args.ablations == ["none"]:
         profile.ablations = {}
     elif args.ablations:
